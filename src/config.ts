@@ -1,0 +1,119 @@
+// Environment → typed, validated configuration. Every variable is documented in
+// docs/configuration.md; a bad value stops start-up with one clear line per problem.
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+const url = z.url({ protocol: /^https?$/ });
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+
+const envSchema = z.object({
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: int(0, 65535).default(8000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  WEB_DIR: z.string().min(1).default('./web/dist'),
+  SEED_STARTER_CAST: bool.default(true),
+
+  LLM_BASE_URL: url.default('https://openrouter.ai/api/v1'),
+  LLM_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  OPENROUTER_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  LLM_MODEL: z.string().min(1).default('meta-llama/llama-3.1-8b-instruct'),
+  LLM_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  LLM_MAX_TOKENS: int(1, 32_768).default(400),
+  HISTORY_TOKEN_BUDGET: int(100, 1_000_000).default(6000),
+  USER_NAME: z.string().trim().min(1).max(64).default('User'),
+
+  MAX_MESSAGE_BYTES: int(1024, 64 * 1024 * 1024).default(2 * 1024 * 1024),
+
+  TTS_ENGINE: z.enum(['espeak', 'openai', 'none']).default('espeak'),
+  TTS_BASE_URL: url.default('http://127.0.0.1:8880/v1'),
+  TTS_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  TTS_MODEL: z.string().min(1).default('tts-1'),
+  TTS_SAMPLE_RATE: int(8000, 48_000).default(24_000),
+  TTS_DEFAULT_VOICE: z.string().min(1).optional(),
+  TTS_TIMEOUT_MS: int(100, 600_000).default(15_000),
+  ESPEAK_WORKERS: int(1, 16).default(2),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  dataDir: string;
+  databaseUrl: string | undefined;
+  webDir: string;
+  seedStarterCast: boolean;
+  llm: {
+    baseUrl: string;
+    apiKey: string | undefined;
+    model: string;
+    timeoutMs: number;
+    maxTokens: number;
+    historyTokenBudget: number;
+  };
+  userName: string;
+  maxMessageBytes: number;
+  tts: {
+    engine: 'espeak' | 'openai' | 'none';
+    baseUrl: string;
+    apiKey: string | undefined;
+    model: string;
+    sampleRate: number;
+    defaultVoice: string | undefined;
+    timeoutMs: number;
+    espeakWorkers: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Parses an environment (process.env by default) into a Config or throws ConfigError. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(env[String(i.path[0])])}: ${i.message}`),
+    );
+  }
+  const e = parsed.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    webDir: e.WEB_DIR,
+    seedStarterCast: e.SEED_STARTER_CAST,
+    llm: {
+      baseUrl: e.LLM_BASE_URL,
+      apiKey: e.LLM_API_KEY ?? e.OPENROUTER_API_KEY,
+      model: e.LLM_MODEL,
+      timeoutMs: e.LLM_TIMEOUT_MS,
+      maxTokens: e.LLM_MAX_TOKENS,
+      historyTokenBudget: e.HISTORY_TOKEN_BUDGET,
+    },
+    userName: e.USER_NAME,
+    maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    tts: {
+      engine: e.TTS_ENGINE,
+      baseUrl: e.TTS_BASE_URL,
+      apiKey: e.TTS_API_KEY,
+      model: e.TTS_MODEL,
+      sampleRate: e.TTS_SAMPLE_RATE,
+      defaultVoice: e.TTS_DEFAULT_VOICE,
+      timeoutMs: e.TTS_TIMEOUT_MS,
+      espeakWorkers: e.ESPEAK_WORKERS,
+    },
+  };
+}

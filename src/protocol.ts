@@ -1,0 +1,279 @@
+// The wire contract (docs/protocol.md): one zod schema per message, both directions, and the
+// records they carry. Server, REST API, tests and the web client all take their types from here.
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------------------------
+// Records (snake_case on the wire)
+
+const timestamp = z.string();
+const text = (max: number) => z.string().max(max);
+const id = z.string().trim().min(1).max(200);
+
+export const characterSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  voice: z.string().nullable(),
+  system_prompt: z.string(),
+  image_url: z.string().nullable(),
+  images: z.array(z.string()),
+  is_active: z.boolean(),
+  last_message: z.string().nullable(),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Character = z.infer<typeof characterSchema>;
+
+export const voiceMethods = ['clone', 'description', 'preset'] as const;
+export const ttsEngineNames = ['espeak', 'openai'] as const;
+
+export const voiceSchema = z.object({
+  voice: z.string(),
+  method: z.enum(voiceMethods),
+  audio_path: z.string().nullable(),
+  text_path: z.string().nullable(),
+  speaker_desc: z.string().nullable(),
+  scene_prompt: z.string().nullable(),
+  audio_tokens: z.unknown().nullable(),
+  engine: z.enum(ttsEngineNames).nullable(),
+  engine_voice: z.string().nullable(),
+  speed: z.number(),
+  pitch: z.number(),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Voice = z.infer<typeof voiceSchema>;
+
+export const conversationSchema = z.object({
+  conversation_id: z.string(),
+  title: z.string(),
+  active_characters: z.array(z.string()),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Conversation = z.infer<typeof conversationSchema>;
+
+export const roles = ['user', 'assistant', 'system'] as const;
+export const messageSchema = z.object({
+  message_id: z.string(),
+  conversation_id: z.string(),
+  role: z.enum(roles),
+  name: z.string().nullable(),
+  content: z.string(),
+  character_id: z.string().nullable(),
+  interrupted: z.boolean(),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Message = z.infer<typeof messageSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// CRUD payloads (also the REST bodies)
+
+const nullableText = (max: number) => text(max).nullable().optional();
+/** The original stored a conversation's active characters as ids or as character objects. */
+const characterIdList = z.array(z.union([id, z.object({ id }).transform((c) => c.id)])).max(100);
+
+export const characterCreateSchema = z.strictObject({
+  name: z.string().trim().min(1, 'name must not be blank').max(100),
+  voice: nullableText(200),
+  system_prompt: text(20_000).optional(),
+  image_url: nullableText(3_000_000),
+  images: z.array(text(3_000_000)).max(20).optional(),
+  is_active: z.boolean().optional(),
+});
+export type CharacterCreate = z.infer<typeof characterCreateSchema>;
+export const characterUpdateSchema = characterCreateSchema.partial().extend({
+  id,
+  last_message: nullableText(20_000),
+});
+export type CharacterUpdate = z.infer<typeof characterUpdateSchema>;
+
+export const voiceCreateSchema = z.strictObject({
+  voice: z.string().trim().min(1, 'voice must not be blank').max(200),
+  method: z.enum(voiceMethods).optional(),
+  audio_path: nullableText(2000),
+  text_path: nullableText(2000),
+  speaker_desc: nullableText(5000),
+  scene_prompt: nullableText(5000),
+  audio_tokens: z.unknown().optional(),
+  engine: z.enum(ttsEngineNames).nullable().optional(),
+  engine_voice: nullableText(200),
+  speed: z.number().min(0.25).max(4).optional(),
+  pitch: z.number().min(0).max(2).optional(),
+});
+export type VoiceCreate = z.infer<typeof voiceCreateSchema>;
+export const voiceUpdateSchema = voiceCreateSchema.partial().extend({ voice: id });
+export type VoiceUpdate = z.infer<typeof voiceUpdateSchema>;
+
+export const conversationCreateSchema = z.strictObject({
+  title: z.string().trim().min(1).max(200).optional(),
+  active_characters: characterIdList.optional(),
+});
+export type ConversationCreate = z.infer<typeof conversationCreateSchema>;
+export const conversationUpdateSchema = conversationCreateSchema.extend({ conversation_id: z.uuid() });
+export type ConversationUpdate = z.infer<typeof conversationUpdateSchema>;
+
+export const messageCreateSchema = z.strictObject({
+  conversation_id: z.uuid(),
+  role: z.enum(roles),
+  name: nullableText(200),
+  content: text(100_000),
+  character_id: nullableText(200),
+  interrupted: z.boolean().optional(),
+});
+export type MessageCreate = z.infer<typeof messageCreateSchema>;
+
+const page = { limit: z.number().int().min(1).max(1000).optional(), offset: z.number().int().min(0).optional() };
+export const emptySchema = z.object({}).loose();
+export const characterIdSchema = z.object({ id });
+export const voiceKeySchema = z.object({ voice: id });
+export const conversationIdSchema = z.object({ conversation_id: z.uuid() });
+export const messageIdSchema = z.object({ message_id: z.uuid() });
+export const searchSchema = z.object({ query: z.string().max(200) });
+export const pageSchema = z.object(page);
+export const messagesPageSchema = z.object({ conversation_id: z.uuid(), ...page });
+
+// ---------------------------------------------------------------------------------------------
+// Client → server (non-CRUD). The envelope is parsed first, then `data` by the type's schema.
+
+export const envelopeSchema = z.object({
+  type: z.string().min(1).max(100),
+  data: z.unknown().optional(),
+  request_id: z.string().max(200).optional(),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/** Sampling ranges follow the original client's sliders. */
+export const modelSettingsSchema = z.object({
+  model: z.string().trim().min(1).max(200),
+  temperature: z.number().min(0).max(2),
+  top_p: z.number().min(0).max(1),
+  min_p: z.number().min(0).max(1),
+  top_k: z.number().int().min(0).max(200),
+  frequency_penalty: z.number().min(-2).max(2),
+  presence_penalty: z.number().min(-2).max(2),
+  repetition_penalty: z.number().min(0).max(2),
+});
+export type ModelSettings = z.infer<typeof modelSettingsSchema>;
+
+export const userMessageSchema = z.object({ text: z.string().max(20_000) });
+export const modelSettingsPatchSchema = modelSettingsSchema.partial();
+export const loadConversationSchema = conversationIdSchema;
+export const sessionSettingsSchema = z.object({ user_name: z.string().trim().min(1).max(64) });
+export const previewVoiceSchema = z.object({ voice: id, text: z.string().trim().min(1).max(1000).optional() });
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+
+const streamIds = {
+  character_id: z.string(),
+  character_name: z.string(),
+  message_id: z.string(),
+};
+const msg = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ type: z.literal(type), ...shape, request_id: z.string().optional() });
+const withData = <T extends string, D extends z.ZodType>(type: T, data: D) => msg(type, { data });
+
+export const sttStates = ['inactive', 'listening', 'recording', 'transcribing'] as const;
+export type SttState = (typeof sttStates)[number];
+
+export const errorCodes = [
+  'bad_json',
+  'unknown_type',
+  'invalid_payload',
+  'message_too_large',
+  'bad_audio',
+  'llm_not_configured',
+  'llm_error',
+  'tts_error',
+  'stt_error',
+  'stt_not_configured',
+  'storage_error',
+  'not_found',
+  'internal',
+] as const;
+export type ErrorCode = (typeof errorCodes)[number];
+
+export const serverMessageSchemas = {
+  pong: msg('pong', {}),
+  session: withData(
+    'session',
+    z.object({
+      conversation_id: z.string().nullable(),
+      user_name: z.string(),
+      input_sample_rate: z.number(),
+      output_sample_rate: z.number(),
+      active_characters: z.array(characterSchema),
+      model_settings: modelSettingsSchema,
+    }),
+  ),
+  stt_update: msg('stt_update', { text: z.string() }),
+  stt_stabilized: msg('stt_stabilized', { text: z.string() }),
+  stt_final: msg('stt_final', { text: z.string() }),
+  stt_state: withData('stt_state', z.object({ state: z.enum(sttStates) })),
+  text_stream_start: withData('text_stream_start', z.object(streamIds)),
+  text_chunk: withData('text_chunk', z.object({ ...streamIds, text: z.string(), is_final: z.boolean() })),
+  text_stream_stop: withData(
+    'text_stream_stop',
+    z.object({ ...streamIds, text: z.string(), interrupted: z.boolean().optional() }),
+  ),
+  audio_stream_start: withData('audio_stream_start', z.object({ ...streamIds, sample_rate: z.number() })),
+  audio_chunk: withData(
+    'audio_chunk',
+    z.object({ ...streamIds, sentence_index: z.number(), chunk_index: z.number() }),
+  ),
+  audio_stream_stop: withData('audio_stream_stop', z.object({ ...streamIds, interrupted: z.boolean().optional() })),
+  interrupt_ack: msg('interrupt_ack', {}),
+  history_cleared: withData('history_cleared', z.object({ conversation_id: z.string().nullable() })),
+  conversation_loaded: withData(
+    'conversation_loaded',
+    z.object({ conversation: conversationSchema, messages: z.array(messageSchema) }),
+  ),
+  model_settings_updated: withData('model_settings_updated', modelSettingsSchema),
+  session_settings_updated: withData('session_settings_updated', z.object({ user_name: z.string() })),
+  db_error: msg('db_error', { error: z.string(), request_type: z.string() }),
+  error: withData(
+    'error',
+    z.object({ code: z.enum(errorCodes), message: z.string(), request_type: z.string().optional() }),
+  ),
+
+  // CRUD replies
+  characters_data: withData('characters_data', z.array(characterSchema)),
+  active_characters_data: withData('active_characters_data', z.array(characterSchema)),
+  character_data: withData('character_data', characterSchema),
+  character_created: withData('character_created', characterSchema),
+  character_updated: withData('character_updated', characterSchema),
+  character_deleted: withData('character_deleted', z.object({ id: z.string() })),
+  voices_data: withData('voices_data', z.array(voiceSchema)),
+  voice_data: withData('voice_data', voiceSchema),
+  voice_created: withData('voice_created', voiceSchema),
+  voice_updated: withData('voice_updated', voiceSchema),
+  voice_deleted: withData('voice_deleted', z.object({ voice: z.string() })),
+  conversations_data: withData('conversations_data', z.array(conversationSchema)),
+  conversation_data: withData('conversation_data', conversationSchema),
+  conversation_created: withData('conversation_created', conversationSchema),
+  conversation_updated: withData('conversation_updated', conversationSchema),
+  conversation_deleted: withData('conversation_deleted', z.object({ conversation_id: z.string() })),
+  messages_data: withData('messages_data', z.array(messageSchema)),
+  message_created: withData('message_created', messageSchema),
+  message_deleted: withData('message_deleted', z.object({ message_id: z.string() })),
+} as const;
+
+type Schemas = typeof serverMessageSchemas;
+export type ServerMessageType = keyof Schemas;
+export type ServerMessage = { [K in ServerMessageType]: z.infer<Schemas[K]> }[ServerMessageType];
+export type ServerMessageOf<K extends ServerMessageType> = z.infer<Schemas[K]>;
+export const serverMessageSchema = z.discriminatedUnion(
+  'type',
+  Object.values(serverMessageSchemas) as unknown as [Schemas[ServerMessageType], ...Schemas[ServerMessageType][]],
+);
+
+/** Human-readable summary of a zod error that names each offending field. */
+export function describeZodError(error: z.ZodError, prefix = 'data'): string {
+  return error.issues
+    .map((i) => `${[prefix, ...i.path].join('.')}: ${i.message}`)
+    .join('; ');
+}
+
+// Audio constants of the wire (protocol.md, Conventions).
+export const INPUT_SAMPLE_RATE = 16_000;

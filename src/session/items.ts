@@ -1,0 +1,29 @@
+// The items that flow between a connection's pipeline stages (the plan's TTSSentence and
+// AudioChunk). Every item carries its message and the generation it was made in: an interrupt
+// bumps the session's generation, and any stage drops items of an older one.
+
+/** Who is speaking a message, and with which stored voice (a voices-table key, or null). */
+export interface Speaker {
+  character_id: string;
+  character_name: string;
+  message_id: string;
+  voice: string | null;
+}
+
+/** Turn → Speech: a sentence to synthesize, or the end of a message's sentences. */
+export type SentenceItem =
+  | { kind: 'sentence'; speaker: Speaker; generation: number; sentence_index: number; text: string }
+  | { kind: 'end'; speaker: Speaker; generation: number };
+
+/** Speech → AudioStreamer: PCM16 LE mono at sample_rate, or the end of a message's audio. */
+export type AudioItem =
+  | {
+      kind: 'chunk';
+      speaker: Speaker;
+      generation: number;
+      sample_rate: number;
+      sentence_index: number;
+      chunk_index: number;
+      pcm: Buffer;
+    }
+  | { kind: 'end'; speaker: Speaker; generation: number };
