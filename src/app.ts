@@ -1,0 +1,140 @@
+// The HTTP server: the web client at /, the WebSocket at /ws (one WebSocketRouter per
+// connection), the REST API under /api (a route table over the same CRUD operations as the
+// WebSocket), and /healthz.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import fastifyStatic from '@fastify/static';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import type { Database } from './db/client.ts';
+import { type CrudType, runCrud } from './db/handlers.ts';
+import type { Repo } from './db/repo.ts';
+import type { Llm } from './llm/chat.ts';
+import { type SessionDeps, WebSocketRouter } from './session/router.ts';
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  repo: Repo;
+  llm: Llm;
+  logger: Logger;
+  tts: SessionDeps['tts'];
+}
+
+type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; body: unknown };
+interface Route {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: string;
+  op: CrudType | ((parts: Parts) => CrudType);
+  payload: (parts: Parts) => unknown;
+  created?: boolean;
+}
+
+const body = (parts: Parts) => (isObject(parts.body) ? parts.body : {});
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Query strings carry text; the CRUD schemas want numbers for paging. */
+const paging = (q: Parts['query']) => ({
+  ...(q.limit !== undefined ? { limit: Number(q.limit) } : {}),
+  ...(q.offset !== undefined ? { offset: Number(q.offset) } : {}),
+});
+
+/** REST under /api: each route names the CRUD operation it runs and how its payload is built. */
+export const restRoutes: Route[] = [
+  {
+    method: 'GET',
+    url: '/api/characters',
+    op: ({ query }) => (query.q !== undefined ? 'search_characters' : query.active === 'true' ? 'get_active_characters' : 'get_characters'),
+    payload: ({ query }) => ({ query: query.q }),
+  },
+  { method: 'GET', url: '/api/characters/:id', op: 'get_character', payload: ({ params }) => ({ id: params.id }) },
+  { method: 'POST', url: '/api/characters', op: 'create_character', payload: body, created: true },
+  { method: 'PATCH', url: '/api/characters/:id', op: 'update_character', payload: (x) => ({ ...body(x), id: x.params.id }) },
+  { method: 'DELETE', url: '/api/characters/:id', op: 'delete_character', payload: ({ params }) => ({ id: params.id }) },
+
+  { method: 'GET', url: '/api/voices', op: 'get_voices', payload: () => ({}) },
+  { method: 'GET', url: '/api/voices/:voice', op: 'get_voice', payload: ({ params }) => ({ voice: params.voice }) },
+  { method: 'POST', url: '/api/voices', op: 'create_voice', payload: body, created: true },
+  { method: 'PATCH', url: '/api/voices/:voice', op: 'update_voice', payload: (x) => ({ ...body(x), voice: x.params.voice }) },
+  { method: 'DELETE', url: '/api/voices/:voice', op: 'delete_voice', payload: ({ params }) => ({ voice: params.voice }) },
+
+  { method: 'GET', url: '/api/conversations', op: 'get_conversations', payload: ({ query }) => paging(query) },
+  { method: 'GET', url: '/api/conversations/:id', op: 'get_conversation', payload: ({ params }) => ({ conversation_id: params.id }) },
+  { method: 'POST', url: '/api/conversations', op: 'create_conversation', payload: body, created: true },
+  { method: 'PATCH', url: '/api/conversations/:id', op: 'update_conversation', payload: (x) => ({ ...body(x), conversation_id: x.params.id }) },
+  { method: 'DELETE', url: '/api/conversations/:id', op: 'delete_conversation', payload: ({ params }) => ({ conversation_id: params.id }) },
+
+  { method: 'GET', url: '/api/conversations/:id/messages', op: 'get_messages', payload: ({ params, query }) => ({ conversation_id: params.id, ...paging(query) }) },
+  { method: 'POST', url: '/api/conversations/:id/messages', op: 'create_message', payload: (x) => ({ ...body(x), conversation_id: x.params.id }), created: true },
+  { method: 'DELETE', url: '/api/messages/:id', op: 'delete_message', payload: ({ params }) => ({ message_id: params.id }) },
+];
+
+const PLACEHOLDER = `<!doctype html><meta charset="utf-8"><title>Chorus</title>
+<h1>Chorus</h1><p>The server is running. The web client has not been built; connect a client to <code>/ws</code>
+or use the REST API under <code>/api</code>.</p>`;
+
+export async function buildApp(deps: AppDeps) {
+  const { config } = deps;
+  const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, disableRequestLogging: true });
+  // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
+  // read and answered with a clear error instead.
+  await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
+
+  app.get('/healthz', async () => ({ status: 'ok', database: deps.database.kind, tts: deps.tts?.engine.name ?? 'none' }));
+  app.get('/api/voices/engines', async () => engineVoices(deps.tts));
+  app.get('/ws', { websocket: true }, (socket) => openSession(socket, deps));
+  for (const route of restRoutes) {
+    app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps.repo) });
+  }
+
+  const webDir = resolve(config.webDir);
+  if (existsSync(webDir)) await app.register(fastifyStatic, { root: webDir });
+  else app.get('/', (_req, reply) => reply.type('text/html').send(PLACEHOLDER));
+  return app;
+}
+
+function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {
+  const router = new WebSocketRouter(socket, {
+    repo: deps.repo,
+    llm: deps.llm,
+    userName: deps.config.userName,
+    maxMessageBytes: deps.config.maxMessageBytes,
+    tts: deps.tts,
+    logger: deps.logger,
+  });
+  // Frames that arrive while the session starts are held, so none is lost or reordered.
+  const early: Array<[Buffer, boolean]> = [];
+  let started = false;
+  socket.on('message', (data: Buffer, isBinary: boolean) => (started ? router.handleFrame(data, isBinary) : early.push([data, isBinary])));
+  socket.on('close', () => void router.close());
+  router
+    .start()
+    .then(() => {
+      started = true;
+      for (const [data, isBinary] of early.splice(0)) router.handleFrame(data, isBinary);
+    })
+    .catch((error) => {
+      deps.logger.error({ err: error }, 'session failed to start');
+      socket.close(1011, 'session failed to start');
+    });
+}
+
+/** The active TTS engine and the voice ids it offers, for a client's voice editor. */
+async function engineVoices(tts: SessionDeps['tts']) {
+  if (!tts) return { engines: [] };
+  const { engine } = tts;
+  return { engines: [{ engine: engine.name, sample_rate: engine.sampleRate, default_voice: engine.defaultVoice.engineVoice, voices: await engine.listVoices() }] };
+}
+
+async function rest(route: Route, req: FastifyRequest, reply: FastifyReply, repo: Repo): Promise<unknown> {
+  const parts: Parts = {
+    params: req.params as Record<string, string>,
+    query: req.query as Record<string, string | undefined>,
+    body: req.body,
+  };
+  const op = typeof route.op === 'function' ? route.op(parts) : route.op;
+  const result = await runCrud(repo, op, route.payload(parts));
+  if (!result.ok) return reply.code(result.status).send({ error: result.error });
+  return reply.code(route.created ? 201 : 200).send(result.data);
+}

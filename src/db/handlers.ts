@@ -1,0 +1,82 @@
+// The CRUD dispatch table: message type → payload schema, repository operation, reply type.
+// The WebSocket router and the REST API both run requests through runCrud, so there is one
+// implementation of every operation, one validation and one error mapping.
+import { EventEmitter } from 'node:events';
+import type { z } from 'zod';
+import * as p from '../protocol.ts';
+import type { ServerMessageOf, ServerMessageType } from '../protocol.ts';
+import type { Repo } from './repo.ts';
+import { ConflictError, NotFoundError } from './repo.ts';
+
+type DataOf<R extends ServerMessageType> = ServerMessageOf<R> extends { data: infer D } ? D : never;
+
+interface CrudOp<S extends z.ZodType, R extends ServerMessageType> {
+  schema: S;
+  reply: R;
+  run: (repo: Repo, input: z.infer<S>) => Promise<DataOf<R>>;
+  /** Which cached records a successful call changes (sessions reload their cast on 'characters'). */
+  changes?: 'characters';
+}
+
+const op = <S extends z.ZodType, R extends ServerMessageType>(
+  schema: S,
+  reply: R,
+  run: (repo: Repo, input: z.infer<S>) => Promise<DataOf<R>>,
+  changes?: 'characters',
+): CrudOp<S, R> => ({ schema, reply, run, changes });
+
+export const crudOps = {
+  get_characters: op(p.emptySchema, 'characters_data', (r) => r.listCharacters()),
+  get_active_characters: op(p.emptySchema, 'active_characters_data', (r) => r.listActiveCharacters()),
+  get_character: op(p.characterIdSchema, 'character_data', (r, d) => r.getCharacter(d.id)),
+  search_characters: op(p.searchSchema, 'characters_data', (r, d) => r.searchCharacters(d.query)),
+  create_character: op(p.characterCreateSchema, 'character_created', (r, d) => r.createCharacter(d), 'characters'),
+  update_character: op(p.characterUpdateSchema, 'character_updated', (r, d) => r.updateCharacter(d), 'characters'),
+  delete_character: op(p.characterIdSchema, 'character_deleted', async (r, d) => (await r.deleteCharacter(d.id), { id: d.id }), 'characters'),
+
+  get_voices: op(p.emptySchema, 'voices_data', (r) => r.listVoices()),
+  get_voice: op(p.voiceKeySchema, 'voice_data', (r, d) => r.getVoice(d.voice)),
+  create_voice: op(p.voiceCreateSchema, 'voice_created', (r, d) => r.createVoice(d)),
+  update_voice: op(p.voiceUpdateSchema, 'voice_updated', (r, d) => r.updateVoice(d), 'characters'),
+  delete_voice: op(p.voiceKeySchema, 'voice_deleted', async (r, d) => (await r.deleteVoice(d.voice), { voice: d.voice }), 'characters'),
+
+  get_conversations: op(p.pageSchema, 'conversations_data', (r, d) => r.listConversations(d)),
+  get_conversation: op(p.conversationIdSchema, 'conversation_data', (r, d) => r.getConversation(d.conversation_id)),
+  create_conversation: op(p.conversationCreateSchema, 'conversation_created', (r, d) => r.createConversation(d)),
+  update_conversation: op(p.conversationUpdateSchema, 'conversation_updated', (r, d) => r.updateConversation(d)),
+  delete_conversation: op(p.conversationIdSchema, 'conversation_deleted', async (r, d) => (await r.deleteConversation(d.conversation_id), { conversation_id: d.conversation_id })),
+
+  get_messages: op(p.messagesPageSchema, 'messages_data', (r, d) => r.listMessages(d)),
+  create_message: op(p.messageCreateSchema, 'message_created', (r, d) => r.createMessage(d)),
+  delete_message: op(p.messageIdSchema, 'message_deleted', async (r, d) => (await r.deleteMessage(d.message_id), { message_id: d.message_id })),
+} as const;
+
+export type CrudType = keyof typeof crudOps;
+export const isCrudType = (type: string): type is CrudType => Object.hasOwn(crudOps, type);
+
+/** Why a CRUD request failed, in words for the client, with the HTTP status REST answers with. */
+export type CrudFailure = { ok: false; status: 400 | 404 | 409 | 500; error: string };
+export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } | CrudFailure;
+
+/** Change notices for sessions of this process (the cast they talk to). */
+export const crudChanges = new EventEmitter<{ characters: [] }>();
+
+export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Promise<CrudResult> {
+  const operation = crudOps[type] as CrudOp<z.ZodType, ServerMessageType>;
+  const parsed = operation.schema.safeParse(payload ?? {});
+  if (!parsed.success) return { ok: false, status: 400, error: `Invalid ${type} request: ${p.describeZodError(parsed.error)}` };
+  try {
+    const data = await operation.run(repo, parsed.data);
+    if (operation.changes) crudChanges.emit(operation.changes);
+    return { ok: true, reply: operation.reply, data };
+  } catch (error) {
+    return failure(type, error);
+  }
+}
+
+function failure(type: CrudType, error: unknown): CrudFailure {
+  if (error instanceof NotFoundError) return { ok: false, status: 404, error: error.message };
+  if (error instanceof ConflictError) return { ok: false, status: 409, error: error.message };
+  const reason = error instanceof Error ? error.message : String(error);
+  return { ok: false, status: 500, error: `${type} failed: ${reason}` };
+}

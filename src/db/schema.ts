@@ -1,0 +1,89 @@
+// The database schema (drizzle pg-core), the single source of the SQL migrations in drizzle/
+// (`npm run db:generate`). Column names are the wire's snake_case names, so a row maps onto
+// its protocol record with nothing but timestamp formatting.
+import { sql } from 'drizzle-orm';
+import { bigint, boolean, check, index, jsonb, pgTable, real, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+
+const timestamps = {
+  created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  updated_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+};
+
+/** Quotes a fixed list of words for a CHECK constraint (they are constants, never input). */
+const oneOf = (values: readonly string[]) => sql.raw(values.map((v) => `'${v}'`).join(', '));
+
+export const voices = pgTable(
+  'voices',
+  {
+    voice: text().primaryKey(),
+    method: text({ enum: voiceMethods }).notNull().default('preset'),
+    audio_path: text(),
+    text_path: text(),
+    speaker_desc: text(),
+    scene_prompt: text(),
+    audio_tokens: jsonb().$type<unknown>(),
+    // No CHECK on engine: the list grows with the project's engines and is validated at the edge.
+    engine: text({ enum: ttsEngineNames }),
+    engine_voice: text(),
+    speed: real().notNull().default(1),
+    pitch: real().notNull().default(1),
+    ...timestamps,
+  },
+  (t) => [check('voices_method_check', sql`${t.method} in (${oneOf(voiceMethods)})`)],
+);
+
+export const characters = pgTable(
+  'characters',
+  {
+    id: text().primaryKey(),
+    name: text().notNull(),
+    voice: text().references(() => voices.voice, { onDelete: 'set null', onUpdate: 'cascade' }),
+    system_prompt: text().notNull().default(''),
+    image_url: text(),
+    images: jsonb().$type<string[]>().notNull().default([]),
+    is_active: boolean().notNull().default(true),
+    last_message: text(),
+    ...timestamps,
+  },
+  // Deleting a voice sets its characters' voice to null: the index spares a full scan.
+  (t) => [index('characters_voice_idx').on(t.voice)],
+);
+
+export const conversations = pgTable(
+  'conversations',
+  {
+    conversation_id: uuid().primaryKey(),
+    title: text().notNull(),
+    active_characters: jsonb().$type<string[]>().notNull().default([]),
+    ...timestamps,
+  },
+  // Newest first is a backward scan of this index.
+  (t) => [index('conversations_recent_idx').on(t.updated_at, t.created_at, t.conversation_id)],
+);
+
+export const messages = pgTable(
+  'messages',
+  {
+    message_id: uuid().primaryKey(),
+    // Insertion order: many messages can share one timestamp, so timestamps cannot order them.
+    seq: bigint({ mode: 'number' }).generatedAlwaysAsIdentity(),
+    conversation_id: uuid()
+      .notNull()
+      .references(() => conversations.conversation_id, { onDelete: 'cascade' }),
+    role: text({ enum: roles }).notNull(),
+    name: text(),
+    content: text().notNull(),
+    character_id: text().references(() => characters.id, { onDelete: 'set null', onUpdate: 'cascade' }),
+    interrupted: boolean().notNull().default(false),
+    ...timestamps,
+  },
+  (t) => [
+    index('messages_conversation_seq_idx').on(t.conversation_id, t.seq),
+    index('messages_character_idx').on(t.character_id),
+    check('messages_role_check', sql`${t.role} in (${oneOf(roles)})`),
+  ],
+);
+
+export const schema = { voices, characters, conversations, messages };
+export type Schema = typeof schema;

@@ -1,0 +1,212 @@
+// ChatLLM: one per connection. Owns the conversation history the model sees, the connection's
+// model settings and user name, builds each character's prompt and streams its reply from any
+// OpenAI-compatible chat completions endpoint (OpenRouter, Ollama, vLLM, llama.cpp, LM Studio).
+import OpenAI from 'openai';
+import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { Config } from '../config.ts';
+import type { Character, Message, ModelSettings } from '../protocol.ts';
+import { ReplyCleaner } from './reply-cleaner.ts';
+
+export interface HistoryEntry {
+  role: 'user' | 'assistant';
+  /** The speaker's display name: the user's name or the character's. */
+  name: string;
+  content: string;
+  character_id: string | null;
+}
+
+export class LlmError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'llm_error' | 'llm_not_configured' = 'llm_error',
+  ) {
+    super(message);
+    this.name = 'LlmError';
+  }
+}
+
+/** The process-wide LLM endpoint: one HTTP client (and connection pool) shared by all sessions. */
+export interface Llm {
+  client: OpenAI | undefined;
+  baseUrl: string;
+  timeoutMs: number;
+  maxTokens: number;
+  historyTokenBudget: number;
+  defaultModel: string;
+}
+
+const DEFAULT_BASE_URL = 'https://openrouter.ai/api/v1';
+
+export function createLlm(config: Config['llm']): Llm {
+  // Hosted endpoints need a key; a local server (Ollama, llama.cpp …) usually does not.
+  const needsKey = config.baseUrl === DEFAULT_BASE_URL || config.baseUrl.startsWith('https://api.openai.com');
+  const client =
+    config.apiKey || !needsKey
+      ? new OpenAI({ baseURL: config.baseUrl, apiKey: config.apiKey ?? 'not-needed', maxRetries: 0, timeout: config.timeoutMs })
+      : undefined;
+  return {
+    client,
+    baseUrl: config.baseUrl,
+    timeoutMs: config.timeoutMs,
+    maxTokens: config.maxTokens,
+    historyTokenBudget: config.historyTokenBudget,
+    defaultModel: config.model,
+  };
+}
+
+export const defaultModelSettings = (model: string): ModelSettings => ({
+  model,
+  temperature: 0.7,
+  top_p: 0.9,
+  min_p: 0,
+  top_k: 40,
+  frequency_penalty: 0,
+  presence_penalty: 0,
+  repetition_penalty: 1,
+});
+
+/** OpenAI's `name` field accepts only ^[a-zA-Z0-9_-]{1,64}$; anything else is left out. */
+export function apiName(name: string): string | undefined {
+  const cleaned = name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .replace(/[^a-zA-Z0-9_-]+/g, '_')
+    .replace(/^_+|_+$/g, '')
+    .slice(0, 64);
+  return cleaned === '' ? undefined : cleaned;
+}
+
+/** A cheap token estimate (≈ 4 characters a token, plus framing) for the history budget. */
+const estimateTokens = (text: string) => Math.ceil(text.length / 4) + 4;
+
+/** OpenAI allows at most four stop sequences. */
+const MAX_STOPS = 4;
+
+export class ChatLLM {
+  history: HistoryEntry[] = [];
+  settings: ModelSettings;
+
+  constructor(
+    private readonly llm: Llm,
+    public userName: string,
+  ) {
+    this.settings = defaultModelSettings(llm.defaultModel);
+  }
+
+  /** Replaces the history with a stored conversation's messages. */
+  loadHistory(messages: readonly Message[]): void {
+    this.history = messages
+      .filter((m): m is Message & { role: 'user' | 'assistant' } => m.role !== 'system')
+      .map((m) => ({ role: m.role, name: m.name ?? (m.role === 'user' ? this.userName : 'Character'), content: m.content, character_id: m.character_id }));
+  }
+
+  /** The messages one character's LLM call receives: its prompt, then as much recent history as the budget allows. */
+  buildMessages(character: Character, cast: readonly Character[]): ChatCompletionMessageParam[] {
+    const system: ChatCompletionMessageParam = { role: 'system', content: this.systemPrompt(character, cast) };
+    let budget = this.llm.historyTokenBudget - estimateTokens(system.content as string);
+    const kept: ChatCompletionMessageParam[] = [];
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const message = this.toApiMessage(this.history[i] as HistoryEntry, character);
+      budget -= estimateTokens(message.content as string);
+      if (budget < 0 && kept.length > 0) break; // the newest message is always sent
+      kept.push(message);
+    }
+    return [system, ...kept.reverse()];
+  }
+
+  /**
+   * Streams one character's reply as cleaned text deltas. Throws LlmError on any failure of
+   * the endpoint; when `signal` aborts it stops at once (the HTTP request is closed) and throws
+   * the signal's reason.
+   */
+  async *streamReply(character: Character, cast: readonly Character[], signal: AbortSignal): AsyncGenerator<string> {
+    const client = this.llm.client;
+    if (!client) {
+      throw new LlmError(
+        'No LLM is configured: set LLM_API_KEY (or OPENROUTER_API_KEY) for OpenRouter, or LLM_BASE_URL to a local OpenAI-compatible server such as Ollama.',
+        'llm_not_configured',
+      );
+    }
+    const idle = new AbortController();
+    const timer = setTimeout(() => idle.abort(), this.llm.timeoutMs);
+    const both = AbortSignal.any([signal, idle.signal]);
+    const cleaner = new ReplyCleaner(nameVariants(character.name));
+    try {
+      const stream = await client.chat.completions.create(this.requestBody(character, cast), { signal: both });
+      for await (const chunk of stream) {
+        timer.refresh(); // the timeout is for silence, not for the reply's length
+        const delta = chunk.choices[0]?.delta?.content;
+        if (delta) {
+          const text = cleaner.push(delta);
+          if (text) yield text;
+        }
+      }
+      const rest = cleaner.flush();
+      if (rest) yield rest;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (idle.signal.aborted) throw new LlmError(`The LLM sent nothing for ${this.llm.timeoutMs} ms (LLM_TIMEOUT_MS); the reply was cut off.`);
+      throw describeLlmFailure(error, this.llm.baseUrl);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private requestBody(character: Character, cast: readonly Character[]): ChatCompletionCreateParamsStreaming {
+    const s = this.settings;
+    const stops = [this.userName, ...cast.filter((c) => c.id !== character.id).map((c) => c.name)]
+      .slice(0, MAX_STOPS)
+      .map((name) => `\n${name}:`);
+    // top_k, min_p and repetition_penalty are not OpenAI parameters; OpenRouter, vLLM,
+    // llama.cpp and Ollama's OpenAI endpoint read them from the body as they are.
+    const extra = { top_k: s.top_k, min_p: s.min_p, repetition_penalty: s.repetition_penalty };
+    return {
+      model: s.model,
+      messages: this.buildMessages(character, cast),
+      stream: true,
+      temperature: s.temperature,
+      top_p: s.top_p,
+      frequency_penalty: s.frequency_penalty,
+      presence_penalty: s.presence_penalty,
+      max_tokens: this.llm.maxTokens,
+      stop: stops,
+      ...extra,
+    };
+  }
+
+  private systemPrompt(character: Character, cast: readonly Character[]): string {
+    const others = cast.filter((c) => c.id !== character.id).map((c) => c.name);
+    const company = others.length > 0 ? ` The others in this conversation are ${others.join(', ')} and ${this.userName}.` : ` You are talking with ${this.userName}.`;
+    return [
+      character.system_prompt.trim(),
+      `You are ${character.name}.${company}`,
+      `Reply only as ${character.name}, in the first person, with ${character.name}'s next line of dialogue. Do not write lines for anyone else, and do not prefix your reply with your name. Your words are spoken aloud, so keep them conversational.`,
+    ]
+      .filter(Boolean)
+      .join('\n\n');
+  }
+
+  /** The character's own lines are its assistant turns; everyone else's are user turns, labelled. */
+  private toApiMessage(entry: HistoryEntry, character: Character): ChatCompletionMessageParam {
+    const name = apiName(entry.name);
+    if (entry.role === 'assistant' && entry.character_id === character.id) {
+      return { role: 'assistant', content: entry.content, ...(name ? { name } : {}) };
+    }
+    const content = entry.role === 'assistant' ? `${entry.name}: ${entry.content}` : entry.content;
+    return { role: 'user', content, ...(name ? { name } : {}) };
+  }
+}
+
+/** The full name and its first word, the forms a model uses to label a line. */
+const nameVariants = (name: string) => [name, name.split(/\s+/)[0] ?? name];
+
+function describeLlmFailure(error: unknown, baseUrl: string): LlmError {
+  if (error instanceof OpenAI.APIConnectionTimeoutError) return new LlmError(`The LLM at ${baseUrl} did not answer in time.`);
+  if (error instanceof OpenAI.APIConnectionError) return new LlmError(`Cannot reach the LLM at ${baseUrl}: ${error.cause instanceof Error ? error.cause.message : error.message}`);
+  if (error instanceof OpenAI.APIError) {
+    const status = error.status ? `HTTP ${error.status}` : 'an error';
+    return new LlmError(`The LLM answered ${status}: ${error.message}`);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new LlmError(`The LLM stream broke off: ${message}`);
+}

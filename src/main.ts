@@ -1,0 +1,50 @@
+// Process entry: configuration, database, engines, HTTP server, graceful shutdown.
+import dotenv from 'dotenv';
+import { pino } from 'pino';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { openDatabase } from './db/client.ts';
+import { Repo } from './db/repo.ts';
+import { createLlm } from './llm/chat.ts';
+import { createTtsEngine } from './speech/tts.ts';
+import { VoiceResolver } from './speech/voices.ts';
+
+async function main(): Promise<void> {
+  dotenv.config({ quiet: true });
+  const config = loadConfig();
+  const logger = pino({ level: config.logLevel, redact: ['*.apiKey', '*.headers.authorization'] });
+
+  const database = await openDatabase(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { dataDir: config.dataDir });
+  const repo = new Repo(database);
+  if (config.seedStarterCast && (await repo.ensureStarterCast())) logger.info('created the starter cast');
+
+  const llm = createLlm(config.llm);
+  if (!llm.client) logger.warn('no LLM API key: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server)');
+
+  const engine = await createTtsEngine(config.tts);
+  const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger) };
+  logger.info({ tts: engine?.name ?? 'none' }, 'speech output');
+
+  const app = await buildApp({ config, database, repo, llm, logger, tts });
+  await app.listen({ host: config.host, port: config.port });
+  logger.info({ database: database.kind, llm: config.llm.baseUrl, model: config.llm.model }, 'Chorus is ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await app.close(); // closes sockets; each session flushes its pending messages
+    await engine?.close();
+    await database.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) console.error(error.message);
+  else console.error('Chorus failed to start:', error);
+  process.exit(1);
+});

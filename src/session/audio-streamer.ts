@@ -1,0 +1,82 @@
+// AudioStreamer: the long-lived task that drains a connection's audio queue to the client.
+// Before a message's first frame it sends audio_stream_start (with the engine's sample rate),
+// then each audio_chunk header with its binary frame right behind it, and audio_stream_stop
+// after the last — only for a stream it started. It waits for a slow client before each frame,
+// and drops every item of an older generation, so after an interrupt no frame of a cancelled
+// message can leave, however late it arrives.
+import type { ServerMessage } from '../protocol.ts';
+import type { AsyncQueue } from '../util/async-queue.ts';
+import type { AudioItem, Speaker } from './items.ts';
+import type { SocketWriter } from './writer.ts';
+
+export interface AudioStreamerDeps {
+  audio: AsyncQueue<AudioItem>;
+  writer: SocketWriter;
+  generation: () => number;
+  /** Told how many queued PCM bytes have left the queue (sent or dropped). */
+  released: (bytes: number) => void;
+  /** Told when a message's first frame is sent (for metrics). */
+  onFirstFrame?: (speaker: Speaker) => void;
+}
+
+const ids = (s: Speaker) => ({ character_id: s.character_id, character_name: s.character_name, message_id: s.message_id });
+
+export class AudioStreamer {
+  private open: Speaker | undefined;
+  private wakeInterrupted: (() => void) | undefined;
+
+  constructor(private readonly deps: AudioStreamerDeps) {}
+
+  /** Runs until the audio queue closes. */
+  async run(): Promise<void> {
+    for await (const item of this.deps.audio) {
+      if (item.kind === 'end') this.end(item);
+      else await this.frame(item);
+    }
+  }
+
+  /** Closes the open stream as interrupted. Called after the generation was bumped, before interrupt_ack. */
+  interrupt(): void {
+    if (this.open) this.send({ type: 'audio_stream_stop', data: { ...ids(this.open), interrupted: true } });
+    this.open = undefined;
+    this.wakeInterrupted?.();
+  }
+
+  private async frame(item: Extract<AudioItem, { kind: 'chunk' }>): Promise<void> {
+    const { writer, generation } = this.deps;
+    try {
+      if (item.generation !== generation()) return;
+      if (writer.congested) await this.clientReady();
+      if (item.generation !== generation() || !writer.open) return; // re-checked after the wait
+      if (this.open?.message_id !== item.speaker.message_id) {
+        if (this.open) this.send({ type: 'audio_stream_stop', data: ids(this.open) });
+        this.open = item.speaker;
+        this.send({ type: 'audio_stream_start', data: { ...ids(item.speaker), sample_rate: item.sample_rate } });
+        this.deps.onFirstFrame?.(item.speaker);
+      }
+      writer.sendAudio(
+        { type: 'audio_chunk', data: { ...ids(item.speaker), sentence_index: item.sentence_index, chunk_index: item.chunk_index } },
+        item.pcm,
+      );
+    } finally {
+      this.deps.released(item.pcm.length);
+    }
+  }
+
+  private end(item: Extract<AudioItem, { kind: 'end' }>): void {
+    if (item.generation !== this.deps.generation()) return;
+    if (this.open?.message_id !== item.speaker.message_id) return; // no frame was sent: no stream to stop
+    this.send({ type: 'audio_stream_stop', data: ids(this.open) });
+    this.open = undefined;
+  }
+
+  /** Waits for the client to read, or for an interrupt that makes waiting moot. */
+  private clientReady(): Promise<void> {
+    const ready = this.deps.writer.ready();
+    return Promise.race([ready, new Promise<void>((resolve) => (this.wakeInterrupted = resolve))]);
+  }
+
+  private send(message: ServerMessage): void {
+    this.deps.writer.send(message);
+  }
+}

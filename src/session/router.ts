@@ -1,0 +1,312 @@
+// WebSocketRouter: one per connection. Parses and validates every incoming frame, dispatches
+// it through the handler table (or the CRUD table), and runs the connection's turns one at a
+// time. Interrupts overtake everything: they are handled the moment they arrive, not queued
+// behind other requests (as Pipecat's system frames bypass the data queues).
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { z } from 'zod';
+import { crudChanges, isCrudType, runCrud } from '../db/handlers.ts';
+import type { Repo } from '../db/repo.ts';
+import { NotFoundError } from '../db/repo.ts';
+import { ChatLLM, type Llm } from '../llm/chat.ts';
+import * as p from '../protocol.ts';
+import type { Character, ErrorCode, ServerMessage } from '../protocol.ts';
+import { AsyncQueue } from '../util/async-queue.ts';
+import type { TtsEngine } from '../speech/engine.ts';
+import { Speech } from '../speech/speech.ts';
+import type { VoiceResolver } from '../speech/voices.ts';
+import { AudioStreamer } from './audio-streamer.ts';
+import { ConversationLog } from './conversation-log.ts';
+import type { AudioItem, SentenceItem } from './items.ts';
+import { ConversationTurn } from './turn.ts';
+import { SocketWriter } from './writer.ts';
+
+export interface SessionDeps {
+  repo: Repo;
+  llm: Llm;
+  userName: string;
+  maxMessageBytes: number;
+  /** Speech output; absent when TTS_ENGINE=none (text only). */
+  tts: { engine: TtsEngine; voices: VoiceResolver } | undefined;
+  logger: Logger;
+}
+
+interface Request {
+  type: string;
+  request_id?: string;
+}
+
+type Handler<S extends z.ZodType> = {
+  schema: S;
+  /** Ordered handlers run one after another; the rest (interrupt, ping) run the moment they arrive. */
+  ordered: boolean;
+  run: (router: WebSocketRouter, data: z.infer<S>, request: Request) => void | Promise<void>;
+};
+const handler = <S extends z.ZodType>(schema: S, run: Handler<S>['run'], ordered = true): Handler<S> => ({ schema, run, ordered });
+
+const speechInputMissing =
+  'Speech input is not available on this server yet: send text with user_message instead.';
+
+const handlers: Record<string, Handler<z.ZodType>> = {
+  ping: handler(p.emptySchema, (r, _d, req) => r.send({ type: 'pong', ...echo(req) }), false),
+  interrupt: handler(p.emptySchema, (r) => r.interrupt(), false),
+  user_message: handler(p.userMessageSchema, (r, d: { text: string }, req) => r.queueTurn(d.text, req)),
+  model_settings: handler(p.modelSettingsPatchSchema, (r, d: Partial<p.ModelSettings>, req) => r.updateModelSettings(d, req)),
+  session_settings: handler(p.sessionSettingsSchema, (r, d: { user_name: string }, req) => r.updateSessionSettings(d.user_name, req)),
+  clear_history: handler(p.emptySchema, (r, _d, req) => r.clearHistory(req)),
+  load_conversation: handler(p.loadConversationSchema, (r, d: { conversation_id: string }, req) => r.loadConversation(d.conversation_id, req)),
+  refresh_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
+  refresh_active_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
+  preview_voice: handler(p.previewVoiceSchema, (r, d: { voice: string; text?: string }, req) => r.previewVoice(d.voice, d.text, req)),
+  start_listening: handler(p.emptySchema, (r, _d, req) => r.error('stt_not_configured', speechInputMissing, req)),
+  stop_listening: handler(p.emptySchema, (r, _d, req) => r.error('stt_not_configured', speechInputMissing, req)),
+};
+
+const echo = (req: Request) => (req.request_id === undefined ? {} : { request_id: req.request_id });
+
+export class WebSocketRouter {
+  readonly writer: SocketWriter;
+  readonly sentences = new AsyncQueue<SentenceItem>();
+  private readonly audio = new AsyncQueue<AudioItem>();
+  private readonly speech: Speech | undefined;
+  private readonly streamer: AudioStreamer | undefined;
+  private readonly chat: ChatLLM;
+  private readonly conversation: ConversationLog;
+  private readonly turns = new AsyncQueue<string>();
+  private readonly logger: Logger;
+  private cast: Character[] = [];
+  private generation = 0;
+  private current: { controller: AbortController; done: Promise<void> } | undefined;
+  private ordered: Promise<void> = Promise.resolve();
+  private readonly reloadCast = () => void this.loadCast().catch((e) => this.logger.warn({ err: e }, 'cast reload failed'));
+
+  constructor(
+    ws: WebSocket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.writer = new SocketWriter(ws);
+    this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
+    this.chat = new ChatLLM(deps.llm, deps.userName);
+    this.conversation = new ConversationLog(deps.repo, randomUUID(), () => this.cast.map((c) => c.id), (message) =>
+      this.error('storage_error', message),
+    );
+    if (deps.tts) {
+      const generation = () => this.generation;
+      const error = (code: ErrorCode, message: string) => this.error(code, message);
+      const speech = new Speech({ ...deps.tts, sentences: this.sentences, audio: this.audio, generation, error, logger: this.logger });
+      this.speech = speech;
+      this.streamer = new AudioStreamer({ audio: this.audio, writer: this.writer, generation, released: (n) => speech.released(n) });
+    }
+  }
+
+  /** Sends the session greeting and starts the turn loop. */
+  async start(): Promise<void> {
+    await this.loadCast();
+    crudChanges.on('characters', this.reloadCast);
+    this.send({
+      type: 'session',
+      data: {
+        conversation_id: this.conversation.id,
+        user_name: this.chat.userName,
+        input_sample_rate: p.INPUT_SAMPLE_RATE,
+        output_sample_rate: this.deps.tts?.engine.sampleRate ?? 0,
+        active_characters: this.cast,
+        model_settings: this.chat.settings,
+      },
+    });
+    this.logger.info('session started');
+    void this.turnLoop();
+    void this.speech?.run().catch((e) => this.fail(e));
+    void this.streamer?.run().catch((e) => this.fail(e));
+  }
+
+  /** Cancels everything in flight and stores what is pending. */
+  async close(): Promise<void> {
+    crudChanges.off('characters', this.reloadCast);
+    this.turns.close();
+    this.current?.controller.abort(new Error('connection closed'));
+    await this.current?.done;
+    this.speech?.interrupt();
+    this.sentences.close();
+    this.audio.close();
+    if (!(await this.conversation.close())) this.logger.error('some messages could not be stored before the connection closed');
+    this.logger.info('session closed');
+  }
+
+  send(message: ServerMessage): void {
+    this.writer.send(message);
+  }
+
+  error(code: ErrorCode, message: string, req?: Request): void {
+    this.send({ type: 'error', data: { code, message, ...(req ? { request_type: req.type } : {}) }, ...(req ? echo(req) : {}) });
+  }
+
+  // -- incoming frames ---------------------------------------------------------------------
+
+  handleFrame(data: Buffer, isBinary: boolean): void {
+    if (isBinary) return; // microphone audio: dropped quietly until speech input is listening
+    if (data.length > this.deps.maxMessageBytes) {
+      this.error('message_too_large', `Message of ${data.length} bytes is over the ${this.deps.maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES).`);
+      return;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(data.toString('utf8'));
+    } catch (e) {
+      this.error('bad_json', `Message is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    const envelope = p.envelopeSchema.safeParse(json);
+    if (!envelope.success) {
+      this.error('invalid_payload', `Message must be an object with a string "type": ${p.describeZodError(envelope.error, 'message')}`);
+      return;
+    }
+    this.dispatch(envelope.data);
+  }
+
+  private dispatch(envelope: p.Envelope): void {
+    const req: Request = { type: envelope.type, ...echo(envelope) };
+    if (isCrudType(envelope.type)) {
+      this.inOrder(() => this.crud(envelope.type as Parameters<typeof runCrud>[1], envelope.data, req));
+      return;
+    }
+    const h = handlers[envelope.type];
+    if (!h) {
+      this.error('unknown_type', `Unknown message type "${envelope.type}".`, req);
+      return;
+    }
+    const parsed = h.schema.safeParse(envelope.data ?? {});
+    if (!parsed.success) {
+      this.error('invalid_payload', `Invalid ${envelope.type}: ${p.describeZodError(parsed.error)}`, req);
+      return;
+    }
+    const run = () => h.run(this, parsed.data, req);
+    if (h.ordered) this.inOrder(run);
+    else void Promise.resolve(run()).catch((e) => this.fail(e, req));
+  }
+
+  /** Runs ordered requests one after another, so e.g. a user_message waits for a load_conversation before it. */
+  private inOrder(run: () => void | Promise<void>): void {
+    const req = this.ordered.then(run);
+    this.ordered = req.catch((e) => this.fail(e));
+  }
+
+  private fail(error: unknown, req?: Request): void {
+    this.logger.error({ err: error }, 'request failed');
+    this.error('internal', `Request failed: ${error instanceof Error ? error.message : String(error)}`, req);
+  }
+
+  private async crud(type: Parameters<typeof runCrud>[1], data: unknown, req: Request): Promise<void> {
+    const result = await runCrud(this.deps.repo, type, data);
+    if (result.ok) this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
+    else this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
+  }
+
+  // -- handlers ----------------------------------------------------------------------------
+
+  queueTurn(text: string, req: Request): void {
+    if (text.trim() === '') {
+      this.error('invalid_payload', 'Invalid user_message: data.text must not be blank.', req);
+      return;
+    }
+    this.turns.push(text);
+  }
+
+  /** Cancels the running turn and everything queued for speech, then acknowledges. */
+  async interrupt(): Promise<void> {
+    this.generation++;
+    this.sentences.clear();
+    const current = this.current;
+    if (current) {
+      current.controller.abort(new Error('interrupted'));
+      await current.done;
+    }
+    this.speech?.interrupt();
+    this.streamer?.interrupt();
+    this.send({ type: 'interrupt_ack' });
+  }
+
+  updateModelSettings(patch: Partial<p.ModelSettings>, req: Request): void {
+    this.chat.settings = { ...this.chat.settings, ...patch };
+    this.send({ type: 'model_settings_updated', data: this.chat.settings, ...echo(req) });
+  }
+
+  updateSessionSettings(userName: string, req: Request): void {
+    this.chat.userName = userName;
+    this.send({ type: 'session_settings_updated', data: { user_name: userName }, ...echo(req) });
+  }
+
+  async clearHistory(req: Request): Promise<void> {
+    if (this.current) await this.interrupt();
+    this.chat.history = [];
+    this.conversation.startNew(randomUUID());
+    this.send({ type: 'history_cleared', data: { conversation_id: this.conversation.id }, ...echo(req) });
+  }
+
+  async loadConversation(conversationId: string, req: Request): Promise<void> {
+    if (this.current) await this.interrupt();
+    await this.conversation.flush(); // what this session still writes belongs in what it loads
+    try {
+      const conversation = await this.deps.repo.getConversation(conversationId);
+      const messages = await this.deps.repo.listMessages({ conversation_id: conversationId });
+      this.chat.loadHistory(messages);
+      this.conversation.resume(conversationId);
+      this.send({ type: 'conversation_loaded', data: { conversation, messages }, ...echo(req) });
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      this.error('not_found', error.message, req);
+    }
+  }
+
+  /** Speaks a sample of a stored voice through the same path as a reply. */
+  async previewVoice(voice: string, text: string | undefined, req: Request): Promise<void> {
+    if (!this.deps.tts) {
+      this.error('tts_error', 'Speech output is off (TTS_ENGINE=none): there is nothing to preview with.', req);
+      return;
+    }
+    try {
+      await this.deps.repo.getVoice(voice);
+    } catch (error) {
+      if (error instanceof NotFoundError) return this.error('not_found', error.message, req);
+      throw error;
+    }
+    const speaker = { character_id: '', character_name: voice, message_id: randomUUID(), voice };
+    const generation = this.generation;
+    const sample = text ?? `Hello! This is the voice called ${voice}.`;
+    this.sentences.push({ kind: 'sentence', speaker, generation, sentence_index: 0, text: sample });
+    this.sentences.push({ kind: 'end', speaker, generation });
+  }
+
+  async refreshCast(req: Request): Promise<void> {
+    await this.loadCast();
+    this.send({ type: 'active_characters_data', data: this.cast, ...echo(req) });
+  }
+
+  // -- turns -------------------------------------------------------------------------------
+
+  private async loadCast(): Promise<void> {
+    this.cast = await this.deps.repo.listActiveCharacters();
+  }
+
+  private async turnLoop(): Promise<void> {
+    for await (const text of this.turns) {
+      const controller = new AbortController();
+      const turn = new ConversationTurn(text, {
+        chat: this.chat,
+        log: this.conversation,
+        cast: this.cast,
+        sentences: this.sentences,
+        send: (m) => this.send(m),
+        error: (code, message) => this.error(code, message),
+        generation: this.generation,
+        signal: controller.signal,
+      });
+      this.logger.info({ chars: text.length }, 'turn started');
+      const done = turn.run().catch((e) => this.fail(e));
+      this.current = { controller, done };
+      await done;
+      this.current = undefined;
+    }
+  }
+}

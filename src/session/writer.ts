@@ -1,0 +1,65 @@
+// The one writer of a connection: every server → client frame goes through it. It keeps an
+// audio_chunk header and its binary frame adjacent (two synchronous sends, nothing between),
+// drops frames once the socket is gone, and tells the audio path when the client is not
+// reading fast enough (bytes handed to the socket but not yet written out).
+import type { WebSocket } from 'ws';
+import type { ServerMessage, ServerMessageOf } from '../protocol.ts';
+
+/** Above this many unwritten bytes, audio waits for the client to catch up. */
+export const AUDIO_HIGH_WATER_BYTES = 256 * 1024;
+
+export class SocketWriter {
+  private pending = 0;
+  private waiters: Array<() => void> = [];
+  private readonly onWritten = (bytes: number) => () => {
+    this.pending -= bytes;
+    if (this.pending < AUDIO_HIGH_WATER_BYTES) this.wake();
+  };
+
+  constructor(private readonly ws: WebSocket) {
+    ws.once('close', () => this.wake());
+  }
+
+  get open(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
+  }
+
+  /** Bytes sent to the socket that it has not yet written to the network. */
+  get unwrittenBytes(): number {
+    return this.pending;
+  }
+
+  send(message: ServerMessage): void {
+    this.write(JSON.stringify(message));
+  }
+
+  /** An audio_chunk header immediately followed by its PCM frame. */
+  sendAudio(header: ServerMessageOf<'audio_chunk'>, pcm: Buffer): void {
+    this.write(JSON.stringify(header));
+    this.write(pcm);
+  }
+
+  /** True while the client is behind: audio should wait for ready(). */
+  get congested(): boolean {
+    return this.pending >= AUDIO_HIGH_WATER_BYTES && this.open;
+  }
+
+  /** Resolves once the client has taken enough that more audio may be sent (or the socket closed). */
+  ready(): Promise<void> {
+    if (this.pending < AUDIO_HIGH_WATER_BYTES || !this.open) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private write(data: string | Buffer): void {
+    if (!this.open) return;
+    const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    this.pending += bytes;
+    this.ws.send(data, { binary: typeof data !== 'string' }, this.onWritten(bytes));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
