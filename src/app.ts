@@ -79,6 +79,8 @@ export async function buildApp(deps: AppDeps) {
   const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, disableRequestLogging: true });
   // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
   // read and answered with a clear error instead.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
 
   app.get('/healthz', async () => ({ status: 'ok', database: deps.database.kind, tts: deps.tts?.engine.name ?? 'none' }));
@@ -92,6 +94,17 @@ export async function buildApp(deps: AppDeps) {
   if (existsSync(webDir)) await app.register(fastifyStatic, { root: webDir });
   else app.get('/', (_req, reply) => reply.type('text/html').send(PLACEHOLDER));
   return app;
+}
+
+/** JSON bodies, where an empty body (a DELETE sent with a JSON content type) is no body. */
+function parseJsonBody(_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  const text = body.toString();
+  if (text.trim() === '') return done(null, undefined);
+  try {
+    done(null, JSON.parse(text));
+  } catch (error) {
+    done(Object.assign(new Error(`Body is not valid JSON: ${(error as Error).message}`), { statusCode: 400 }));
+  }
 }
 
 function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {

@@ -263,9 +263,9 @@ describe('interrupt', () => {
     await client.next('text_chunk');
     client.send({ type: 'interrupt' });
     client.send({ type: 'user_message', data: { text: 'Bob, stop' } });
-    await client.next('interrupt_ack');
     const stop = await client.next('text_stream_stop');
     assert.equal(stop.data.interrupted, true);
+    await client.next('interrupt_ack');
     const next = await client.next('text_stream_stop');
     assert.equal(next.data.text, 'Reply to: Bob, stop');
     const requests = await llm.chat.waitForRequests(2);

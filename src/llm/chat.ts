@@ -141,6 +141,8 @@ export class ChatLLM {
           if (text) yield text;
         }
       }
+      // The openai stream ends quietly, not with an error, when its request is aborted.
+      if (both.aborted) throw both.reason;
       const rest = cleaner.flush();
       if (rest) yield rest;
     } catch (error) {

@@ -25,11 +25,11 @@ export class TestClient {
 
   static async connect(url: string, opts: { waitForSession?: boolean } = {}): Promise<TestClient> {
     const ws = new WebSocket(url);
+    const client = new TestClient(ws); // listening before 'open': the first frame can arrive in the same tick
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
-    const client = new TestClient(ws);
     if (opts.waitForSession !== false) await client.next('session');
     return client;
   }
