@@ -21,6 +21,8 @@ export interface AppDeps {
   llm: Llm;
   logger: Logger;
   tts: SessionDeps['tts'];
+  /** The open sessions, kept by the caller (metrics, tests). */
+  sessions?: Set<WebSocketRouter>;
 }
 
 type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; body: unknown };
@@ -120,7 +122,11 @@ function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {
   const early: Array<[Buffer, boolean]> = [];
   let started = false;
   socket.on('message', (data: Buffer, isBinary: boolean) => (started ? router.handleFrame(data, isBinary) : early.push([data, isBinary])));
-  socket.on('close', () => void router.close());
+  deps.sessions?.add(router);
+  socket.on('close', () => {
+    deps.sessions?.delete(router);
+    void router.close();
+  });
   router
     .start()
     .then(() => {

@@ -134,6 +134,11 @@ export class WebSocketRouter {
     this.logger.info('session closed');
   }
 
+  /** What this connection holds in memory for a slow client. */
+  stats(): { unwrittenBytes: number; queuedAudioBytes: number } {
+    return { unwrittenBytes: this.writer.unwrittenBytes, queuedAudioBytes: this.speech?.queuedAudioBytes ?? 0 };
+  }
+
   send(message: ServerMessage): void {
     this.writer.send(message);
   }

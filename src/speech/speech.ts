@@ -41,6 +41,11 @@ export class Speech {
 
   constructor(private readonly deps: SpeechDeps) {}
 
+  /** Synthesized PCM not yet sent to the client. */
+  get queuedAudioBytes(): number {
+    return this.queuedBytes;
+  }
+
   /** Runs until the sentence queue closes. */
   async run(): Promise<void> {
     for await (const item of this.deps.sentences) {

@@ -7,12 +7,14 @@ import type { Database } from '../../src/db/client.ts';
 import { Repo } from '../../src/db/repo.ts';
 import { createLlm } from '../../src/llm/chat.ts';
 import type { TtsEngine } from '../../src/speech/engine.ts';
+import type { WebSocketRouter } from '../../src/session/router.ts';
 import { VoiceResolver } from '../../src/speech/voices.ts';
 
 export interface ChorusUnderTest {
   httpUrl: string;
   wsUrl: string;
   repo: Repo;
+  sessions: Set<WebSocketRouter>;
   close(): Promise<void>;
 }
 
@@ -21,7 +23,8 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
   const repo = new Repo(opts.database);
   const tts = opts.tts && { engine: opts.tts, voices: new VoiceResolver(repo, opts.tts, logger) };
-  const app = await buildApp({ config, database: opts.database, repo, llm: createLlm(config.llm), logger, tts });
+  const sessions = new Set<WebSocketRouter>();
+  const app = await buildApp({ config, database: opts.database, repo, llm: createLlm(config.llm), logger, tts, sessions });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('no port');
@@ -29,6 +32,7 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
     httpUrl: `http://127.0.0.1:${address.port}`,
     wsUrl: `ws://127.0.0.1:${address.port}/ws`,
     repo,
+    sessions,
     close: async () => {
       await app.close();
     },
