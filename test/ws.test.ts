@@ -1,6 +1,7 @@
 // Integration tests of the core: real WebSocket connections to the real server, with a real
 // OpenAI-compatible HTTP server on loopback standing in for the LLM. Text only (TTS off).
 import assert from 'node:assert/strict';
+import { sql } from 'drizzle-orm';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Character } from '../src/protocol.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
@@ -222,6 +223,44 @@ describe('a conversation turn', () => {
     assert.equal(stop1.data.text, 'one two three four');
   });
 });
+
+describe('storage', () => {
+  test('a failed write is reported and retried until it lands, without holding up the reply', async () => {
+    const { database } = (await openTestDatabases())[0]!;
+    // A real database failure: every new message row violates this constraint until it is dropped.
+    await database.db.execute(sql`alter table messages add constraint block_writes check (false) not valid`);
+    try {
+      const client = await connect();
+      client.send({ type: 'user_message', data: { text: 'Bob, are you saving this?' } });
+      const error = await client.next('error');
+      assert.equal(error.data.code, 'storage_error');
+      assert.match(error.data.message, /retrying/);
+      const stop = await client.next('text_stream_stop');
+      assert.equal(stop.data.text, 'Reply to: Bob, are you saving this?', 'the reply streamed while storage failed');
+      const conversationId = client.ofType('session')[0]!.data.conversation_id!;
+      assert.deepEqual(await chorus.repo.listMessages({ conversation_id: conversationId }), []);
+      await database.db.execute(sql`alter table messages drop constraint block_writes`);
+      const stored = await eventually(async () => {
+        const messages = await chorus.repo.listMessages({ conversation_id: conversationId });
+        return messages.length === 2 ? messages : undefined;
+      }, 'the retried messages to be stored');
+      assert.deepEqual(stored.map((m) => m.content), ['Bob, are you saving this?', 'Reply to: Bob, are you saving this?']);
+    } finally {
+      await database.db.execute(sql`alter table messages drop constraint if exists block_writes`);
+    }
+  });
+});
+
+/** Retries `probe` every 50 ms until it returns a value; rejects after `timeoutMs`. */
+async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 8000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 describe('interrupt', () => {
   test('cancels the stream: ack, no chunk after it, upstream closed, partial reply stored as interrupted', async () => {
