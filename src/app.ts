@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import type { Database } from './db/client.ts';
@@ -78,7 +78,7 @@ or use the REST API under <code>/api</code>.</p>`;
 
 export async function buildApp(deps: AppDeps) {
   const { config } = deps;
-  const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, logController: new LogController({ disableRequestLogging: true }) });
   // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
   // read and answered with a clear error instead.
   app.removeContentTypeParser('application/json');
