@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import { apiName } from '../src/llm/chat.ts';
+import { apiName, ChatLLM, createLlm } from '../src/llm/chat.ts';
 import { respondingCharacters } from '../src/llm/mentions.ts';
 import { ReplyCleaner } from '../src/llm/reply-cleaner.ts';
 import type { Character } from '../src/protocol.ts';
@@ -120,5 +120,34 @@ describe('AsyncQueue', () => {
     q.close();
     await loop;
     assert.deepEqual(seen, [1, 3]);
+  });
+});
+
+describe('ChatLLM.buildMessages', () => {
+  const llm = (budget: number) => createLlm({ ...loadConfig({}).llm, historyTokenBudget: budget, baseUrl: 'http://127.0.0.1:1/v1' });
+  const fill = (chat: ChatLLM, n: number) => {
+    for (let i = 0; i < n; i++) chat.history.push({ role: 'user', name: 'Jay', content: `message ${i} ${'x'.repeat(36)}`, character_id: null });
+  };
+
+  test('keeps the newest history that fits the budget, oldest first', () => {
+    const chat = new ChatLLM(llm(300), 'Jay');
+    fill(chat, 50);
+    const messages = chat.buildMessages(bob, [bob]);
+    assert.equal(messages[0]?.role, 'system');
+    const kept = messages.slice(1).map((m) => String(m.content));
+    assert.ok(kept.length > 2 && kept.length < 50, `${kept.length} messages kept`);
+    assert.equal(kept.at(-1), chat.history.at(-1)?.content, 'the newest message is last');
+    assert.ok(kept[0]?.startsWith(`message ${50 - kept.length} `), 'a contiguous run of the newest messages');
+  });
+
+  test('a bigger budget keeps more, and the newest message is sent even over budget', () => {
+    const small = new ChatLLM(llm(300), 'Jay');
+    const big = new ChatLLM(llm(3000), 'Jay');
+    fill(small, 50);
+    fill(big, 50);
+    assert.ok(big.buildMessages(bob, [bob]).length > small.buildMessages(bob, [bob]).length);
+    const tiny = new ChatLLM(llm(100), 'Jay');
+    tiny.history.push({ role: 'user', name: 'Jay', content: 'y'.repeat(4000), character_id: null });
+    assert.equal(tiny.buildMessages(bob, [bob]).length, 2);
   });
 });
