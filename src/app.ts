@@ -12,6 +12,7 @@ import type { Database } from './db/client.ts';
 import { type CrudType, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
 import type { Llm } from './llm/chat.ts';
+import { renderMetrics } from './metrics.ts';
 import { type SessionDeps, WebSocketRouter } from './session/router.ts';
 
 export interface AppDeps {
@@ -21,6 +22,7 @@ export interface AppDeps {
   llm: Llm;
   logger: Logger;
   tts: SessionDeps['tts'];
+  stt: SessionDeps['stt'];
   /** The open sessions, kept by the caller (metrics, tests). */
   sessions?: Set<WebSocketRouter>;
 }
@@ -86,6 +88,10 @@ export async function buildApp(deps: AppDeps) {
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
 
   app.get('/healthz', async () => ({ status: 'ok', database: deps.database.kind, tts: deps.tts?.engine.name ?? 'none' }));
+  app.get('/metrics', async (_req, reply) => {
+    const { contentType, body } = await renderMetrics();
+    return reply.type(contentType).send(body);
+  });
   app.get('/api/voices/engines', async () => engineVoices(deps.tts));
   app.get('/ws', { websocket: true }, (socket) => openSession(socket, deps));
   for (const route of restRoutes) {
@@ -116,6 +122,7 @@ function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {
     userName: deps.config.userName,
     maxMessageBytes: deps.config.maxMessageBytes,
     tts: deps.tts,
+    stt: deps.stt,
     logger: deps.logger,
   });
   // Frames that arrive while the session starts are held, so none is lost or reordered.

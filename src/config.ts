@@ -38,6 +38,26 @@ const envSchema = z.object({
   TTS_DEFAULT_VOICE: z.string().min(1).optional(),
   TTS_TIMEOUT_MS: int(100, 600_000).default(15_000),
   ESPEAK_WORKERS: int(1, 16).default(2),
+
+  // Speech input (docs/configuration.md, "Speech input")
+  STT_ENGINE: z.preprocess(emptyToUndefined, z.enum(['openai', 'whisper', 'none']).optional()),
+  STT_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
+  STT_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  STT_MODEL: z.string().min(1).default('whisper-1'),
+  STT_LANGUAGE: z.preprocess(emptyToUndefined, z.string().trim().min(2).max(10).optional()),
+  STT_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  WHISPER_MODEL_PATH: z.preprocess(emptyToUndefined, z.string().optional()),
+  STT_REALTIME_INTERVAL_MS: int(0, 60_000).default(500),
+  VAD_THRESHOLD: num(0.05, 0.99).default(0.5),
+  VAD_NEG_THRESHOLD: z.preprocess(emptyToUndefined, num(0.01, 0.99).optional()),
+  STT_MIN_SPEECH_MS: int(0, 5000).default(250),
+  STT_PRE_ROLL_MS: int(0, 2000).default(300),
+  STT_END_SILENCE_MS: int(100, 10_000).default(600),
+  STT_END_SILENCE_MS_SHORT: int(100, 10_000).default(300),
+  STT_END_SILENCE_MS_LONG: int(100, 10_000).default(1200),
+  STT_MAX_UTTERANCE_MS: int(1000, 120_000).default(30_000),
+  BARGE_IN: bool.default(true),
+  BARGE_IN_MIN_MS: int(0, 5000).default(250),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -69,6 +89,28 @@ export interface Config {
     defaultVoice: string | undefined;
     timeoutMs: number;
     espeakWorkers: number;
+  };
+  stt: {
+    /** `none` when nothing is configured: speech input answers with SPEECH_INPUT_NOT_CONFIGURED. */
+    engine: 'openai' | 'whisper' | 'none';
+    baseUrl: string;
+    apiKey: string | undefined;
+    model: string;
+    language: string | undefined;
+    timeoutMs: number;
+    whisperModelPath: string | undefined;
+    /** Least time between live transcriptions of an utterance; 0 = final transcripts only. */
+    realtimeIntervalMs: number;
+    vadThreshold: number;
+    vadNegThreshold: number;
+    minSpeechMs: number;
+    preRollMs: number;
+    endSilenceMs: number;
+    endSilenceShortMs: number;
+    endSilenceLongMs: number;
+    maxUtteranceMs: number;
+    bargeIn: boolean;
+    bargeInMinMs: number;
   };
 }
 
@@ -115,5 +157,45 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.TTS_TIMEOUT_MS,
       espeakWorkers: e.ESPEAK_WORKERS,
     },
+    stt: sttConfig(e),
+  };
+}
+
+type ParsedEnv = z.infer<typeof envSchema>;
+
+/** STT_ENGINE when set; else the engine whose settings are present (a model file, a server), else none. */
+function sttEngine(e: ParsedEnv): Config['stt']['engine'] {
+  if (e.STT_ENGINE) return e.STT_ENGINE;
+  if (e.WHISPER_MODEL_PATH) return 'whisper';
+  return e.STT_BASE_URL || e.STT_API_KEY ? 'openai' : 'none';
+}
+
+function sttConfig(e: ParsedEnv): Config['stt'] {
+  const vadNegThreshold = e.VAD_NEG_THRESHOLD ?? Math.max(0.01, e.VAD_THRESHOLD - 0.15);
+  const problems = [
+    ...(vadNegThreshold > e.VAD_THRESHOLD ? [`VAD_NEG_THRESHOLD=${vadNegThreshold}: must not be above VAD_THRESHOLD (${e.VAD_THRESHOLD})`] : []),
+    ...(e.STT_END_SILENCE_MS_SHORT > e.STT_END_SILENCE_MS ? [`STT_END_SILENCE_MS_SHORT=${e.STT_END_SILENCE_MS_SHORT}: must not be above STT_END_SILENCE_MS (${e.STT_END_SILENCE_MS})`] : []),
+    ...(e.STT_END_SILENCE_MS_LONG < e.STT_END_SILENCE_MS ? [`STT_END_SILENCE_MS_LONG=${e.STT_END_SILENCE_MS_LONG}: must not be below STT_END_SILENCE_MS (${e.STT_END_SILENCE_MS})`] : []),
+  ];
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    engine: sttEngine(e),
+    baseUrl: e.STT_BASE_URL ?? 'https://api.openai.com/v1',
+    apiKey: e.STT_API_KEY,
+    model: e.STT_MODEL,
+    language: e.STT_LANGUAGE,
+    timeoutMs: e.STT_TIMEOUT_MS,
+    whisperModelPath: e.WHISPER_MODEL_PATH,
+    realtimeIntervalMs: e.STT_REALTIME_INTERVAL_MS,
+    vadThreshold: e.VAD_THRESHOLD,
+    vadNegThreshold,
+    minSpeechMs: e.STT_MIN_SPEECH_MS,
+    preRollMs: e.STT_PRE_ROLL_MS,
+    endSilenceMs: e.STT_END_SILENCE_MS,
+    endSilenceShortMs: e.STT_END_SILENCE_MS_SHORT,
+    endSilenceLongMs: e.STT_END_SILENCE_MS_LONG,
+    maxUtteranceMs: e.STT_MAX_UTTERANCE_MS,
+    bargeIn: e.BARGE_IN,
+    bargeInMinMs: e.BARGE_IN_MIN_MS,
   };
 }

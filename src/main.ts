@@ -8,6 +8,8 @@ import { Repo } from './db/repo.ts';
 import { createLlm } from './llm/chat.ts';
 import { createTtsEngine } from './speech/tts.ts';
 import { VoiceResolver } from './speech/voices.ts';
+import { createSttEngine } from './transcribe/stt.ts';
+import { loadVad } from './transcribe/vad.ts';
 
 async function main(): Promise<void> {
   dotenv.config({ quiet: true });
@@ -25,7 +27,11 @@ async function main(): Promise<void> {
   const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger) };
   logger.info({ tts: engine?.name ?? 'none' }, 'speech output');
 
-  const app = await buildApp({ config, database, repo, llm, logger, tts });
+  const sttEngine = await createSttEngine(config.stt);
+  const stt = sttEngine && { engine: sttEngine, vad: await loadVad(), config: config.stt };
+  logger.info({ stt: sttEngine?.name ?? 'none' }, 'speech input');
+
+  const app = await buildApp({ config, database, repo, llm, logger, tts, stt });
   await app.listen({ host: config.host, port: config.port });
   logger.info({ database: database.kind, llm: config.llm.baseUrl, model: config.llm.model }, 'Chorus is ready');
 
@@ -36,6 +42,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     await app.close(); // closes sockets; each session flushes its pending messages
     await engine?.close();
+    await sttEngine?.close();
     await database.close();
     process.exit(0);
   };

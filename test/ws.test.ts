@@ -346,6 +346,10 @@ describe('bad input', () => {
     await expectError(client, 'invalid_payload', /data\.temperature/);
     client.send({ type: 'load_conversation', data: { conversation_id: crypto.randomUUID() } });
     await expectError(client, 'not_found', /not found/);
+    client.send({ type: 'start_listening', request_id: 'r3' });
+    const noStt = await expectError(client, 'stt_not_configured', /STT_ENGINE=openai/);
+    assert.equal(noStt.request_id, 'r3');
+    client.sendRaw(Buffer.alloc(8192), true); // audio with speech input off: dropped quietly
     client.sendRaw(JSON.stringify({ type: 'user_message', data: { text: 'x'.repeat(3 * 1024 * 1024) } }));
     await expectError(client, 'message_too_large', /limit/);
 

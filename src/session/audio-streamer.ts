@@ -23,6 +23,8 @@ const ids = (s: Speaker) => ({ character_id: s.character_id, character_name: s.c
 
 export class AudioStreamer {
   private open: Speaker | undefined;
+  /** When the client will have played all audio sent so far (ms, performance.now clock). */
+  private playbackEndsAt = 0;
   private wakeInterrupted: (() => void) | undefined;
 
   constructor(private readonly deps: AudioStreamerDeps) {}
@@ -35,10 +37,16 @@ export class AudioStreamer {
     }
   }
 
+  /** Audio sent is still playing at the client (it plays in real time from the first frame). */
+  get playing(): boolean {
+    return this.open !== undefined || performance.now() < this.playbackEndsAt;
+  }
+
   /** Closes the open stream as interrupted. Called after the generation was bumped, before interrupt_ack. */
   interrupt(): void {
     if (this.open) this.send({ type: 'audio_stream_stop', data: { ...ids(this.open), interrupted: true } });
     this.open = undefined;
+    this.playbackEndsAt = 0;
     this.wakeInterrupted?.();
   }
 
@@ -58,6 +66,8 @@ export class AudioStreamer {
         { type: 'audio_chunk', data: { ...ids(item.speaker), sentence_index: item.sentence_index, chunk_index: item.chunk_index } },
         item.pcm,
       );
+      const now = performance.now();
+      this.playbackEndsAt = Math.max(this.playbackEndsAt, now) + (item.pcm.length / 2 / item.sample_rate) * 1000;
     } finally {
       this.deps.released(item.pcm.length);
     }

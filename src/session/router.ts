@@ -12,7 +12,12 @@ import { NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
 import * as p from '../protocol.ts';
 import type { Character, ErrorCode, ServerMessage } from '../protocol.ts';
+import type { SttEngine } from '../transcribe/engine.ts';
+import { SPEECH_INPUT_NOT_CONFIGURED } from '../transcribe/stt.ts';
+import { Transcribe } from '../transcribe/transcribe.ts';
+import type { VadModel } from '../transcribe/vad.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
+import type { Config } from '../config.ts';
 import type { TtsEngine } from '../speech/engine.ts';
 import { Speech } from '../speech/speech.ts';
 import type { VoiceResolver } from '../speech/voices.ts';
@@ -29,6 +34,8 @@ export interface SessionDeps {
   maxMessageBytes: number;
   /** Speech output; absent when TTS_ENGINE=none (text only). */
   tts: { engine: TtsEngine; voices: VoiceResolver } | undefined;
+  /** Speech input; absent when STT_ENGINE=none. */
+  stt: { engine: SttEngine; vad: VadModel; config: Config['stt'] } | undefined;
   logger: Logger;
 }
 
@@ -45,9 +52,6 @@ type Handler<S extends z.ZodType> = {
 };
 const handler = <S extends z.ZodType>(schema: S, run: Handler<S>['run'], ordered = true): Handler<S> => ({ schema, run, ordered });
 
-const speechInputMissing =
-  'Speech input is not available on this server yet: send text with user_message instead.';
-
 const handlers: Record<string, Handler<z.ZodType>> = {
   ping: handler(p.emptySchema, (r, _d, req) => r.send({ type: 'pong', ...echo(req) }), false),
   interrupt: handler(p.emptySchema, (r) => r.interrupt(), false),
@@ -59,8 +63,9 @@ const handlers: Record<string, Handler<z.ZodType>> = {
   refresh_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
   refresh_active_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
   preview_voice: handler(p.previewVoiceSchema, (r, d: { voice: string; text?: string }, req) => r.previewVoice(d.voice, d.text, req)),
-  start_listening: handler(p.emptySchema, (r, _d, req) => r.error('stt_not_configured', speechInputMissing, req)),
-  stop_listening: handler(p.emptySchema, (r, _d, req) => r.error('stt_not_configured', speechInputMissing, req)),
+  // Immediate, like the binary audio frames they switch on and off, so frames keep their order relative to them.
+  start_listening: handler(p.emptySchema, (r, _d, req) => r.listen(true, req), false),
+  stop_listening: handler(p.emptySchema, (r, _d, req) => r.listen(false, req), false),
 };
 
 const echo = (req: Request) => (req.request_id === undefined ? {} : { request_id: req.request_id });
@@ -71,6 +76,7 @@ export class WebSocketRouter {
   private readonly audio = new AsyncQueue<AudioItem>();
   private readonly speech: Speech | undefined;
   private readonly streamer: AudioStreamer | undefined;
+  private readonly transcribe: Transcribe | undefined;
   private readonly chat: ChatLLM;
   private readonly conversation: ConversationLog;
   private readonly turns = new AsyncQueue<string>();
@@ -98,6 +104,33 @@ export class WebSocketRouter {
       this.speech = speech;
       this.streamer = new AudioStreamer({ audio: this.audio, writer: this.writer, generation, released: (n) => speech.released(n) });
     }
+    if (deps.stt) this.transcribe = this.createTranscribe(deps.stt);
+  }
+
+  /** Speech input events become stt_* messages; a final transcript becomes a turn. */
+  private createTranscribe(stt: NonNullable<SessionDeps['stt']>): Transcribe {
+    return new Transcribe({
+      ...stt,
+      logger: this.logger,
+      events: {
+        state: (state) => this.send({ type: 'stt_state', data: { state } }),
+        update: (text) => this.send({ type: 'stt_update', text }),
+        stabilized: (text) => this.send({ type: 'stt_stabilized', text }),
+        final: (text) => {
+          this.send({ type: 'stt_final', text });
+          this.inOrder(() => this.queueTurn(text, { type: 'stt_final' }));
+        },
+        speechStart: () => {
+          if (stt.config.bargeIn && this.speaking()) void this.interrupt();
+        },
+        error: (code, message) => this.error(code, message),
+      },
+    });
+  }
+
+  /** A character is replying, or its audio is still being made, sent or played. */
+  private speaking(): boolean {
+    return this.current !== undefined || this.sentences.size > 0 || this.audio.size > 0 || (this.speech?.busy ?? false) || (this.streamer?.playing ?? false);
   }
 
   /** Sends the session greeting and starts the turn loop. */
@@ -128,6 +161,7 @@ export class WebSocketRouter {
     this.current?.controller.abort(new Error('connection closed'));
     await this.current?.done;
     this.speech?.interrupt();
+    this.transcribe?.close();
     this.sentences.close();
     this.audio.close();
     if (!(await this.conversation.close())) this.logger.error('some messages could not be stored before the connection closed');
@@ -150,7 +184,10 @@ export class WebSocketRouter {
   // -- incoming frames ---------------------------------------------------------------------
 
   handleFrame(data: Buffer, isBinary: boolean): void {
-    if (isBinary) return; // microphone audio: dropped quietly until speech input is listening
+    if (isBinary) {
+      this.transcribe?.feed(data); // microphone audio; dropped quietly while not listening
+      return;
+    }
     if (data.length > this.deps.maxMessageBytes) {
       this.error('message_too_large', `Message of ${data.length} bytes is over the ${this.deps.maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES).`);
       return;
@@ -262,6 +299,15 @@ export class WebSocketRouter {
       if (!(error instanceof NotFoundError)) throw error;
       this.error('not_found', error.message, req);
     }
+  }
+
+  listen(on: boolean, req: Request): void {
+    if (!this.transcribe) {
+      if (on) this.error('stt_not_configured', SPEECH_INPUT_NOT_CONFIGURED, req);
+      return;
+    }
+    if (on) this.transcribe.startListening();
+    else this.transcribe.stopListening();
   }
 
   /** Speaks a sample of a stored voice through the same path as a reply. */

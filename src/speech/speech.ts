@@ -41,6 +41,11 @@ export class Speech {
 
   constructor(private readonly deps: SpeechDeps) {}
 
+  /** A sentence is being synthesized. */
+  get busy(): boolean {
+    return this.inFlight !== undefined;
+  }
+
   /** Synthesized PCM not yet sent to the client. */
   get queuedAudioBytes(): number {
     return this.queuedBytes;

@@ -1,0 +1,360 @@
+// Transcribe: the speech input of one connection. Microphone frames (PCM16 LE mono 16 kHz) go
+// through the connection's VAD stream; an utterance is recorded with a pre-roll, transcribed
+// live while it grows (update / stabilized) and as a whole when it ends (final).
+//
+// Where an utterance starts and ends is decided in audio time (sample counts), so frame sizes
+// and bursty arrival do not move it. Two things are wall-clock by nature: the pace of live
+// transcriptions (STT_REALTIME_INTERVAL_MS limits load on the server) and, through them, which
+// live transcript the end-of-turn silence is chosen from.
+//
+// At most one STT request per connection is in flight: a live request waits for the previous
+// one and for any final; an utterance's end aborts its live request so the final starts at once.
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { INPUT_SAMPLE_RATE, type SttState } from '../protocol.ts';
+import { SpeechDetector } from './detector.ts';
+import type { SttEngine } from './engine.ts';
+import { PcmBuffer } from './pcm-buffer.ts';
+import type { EndReason, SegmentBounds, SegmentEvent } from './segmenter.ts';
+import { commonWordPrefix, endSilenceFor } from './transcript.ts';
+import { VAD_WINDOW, type VadModel } from './vad.ts';
+
+/** Largest frame accepted: 1 s of PCM16 mono 16 kHz. */
+export const MAX_FRAME_BYTES = 32_000;
+/** Audio kept after the last speech window: whisper finishes the last word better with a little silence. */
+const TAIL_MS = 200;
+/** Frames waiting for the VAD beyond this much audio are dropped (the process is overloaded). */
+const MAX_BACKLOG_MS = 10_000;
+
+const samples = (ms: number) => Math.round((ms * INPUT_SAMPLE_RATE) / 1000);
+const ms = (n: number) => (n * 1000) / INPUT_SAMPLE_RATE;
+
+/** Where an utterance was, in ms of audio since listening started. */
+export interface UtteranceInfo {
+  /** The audio sent for its final transcription: pre-roll, speech, a short tail. */
+  audioStartMs: number;
+  audioEndMs: number;
+  /** First and last speech window (end exclusive), as the VAD saw them. */
+  speechStartMs: number;
+  speechEndMs: number;
+  /** Speech windows in it. */
+  voicedMs: number;
+  /** Where its end was decided: speechEndMs + the trailing silence, unless cut short. */
+  endedAtMs: number;
+  /** The trailing silence that applied (short, normal or long, by the live transcript). */
+  endSilenceMs: number;
+  reason: EndReason | 'stopped';
+}
+
+export interface TranscribeEvents {
+  state(s: SttState): void;
+  update(text: string): void;
+  stabilized(text: string): void;
+  final(text: string): void;
+  /** The utterance has held BARGE_IN_MIN_MS of speech: the user is talking (barge-in). Once per utterance. */
+  speechStart(): void;
+  error(code: 'stt_error' | 'bad_audio', message: string): void;
+  /** Optional: each utterance's bounds when it ends, before its final transcription. */
+  utterance?(info: UtteranceInfo): void;
+}
+
+export interface TranscribeDeps {
+  engine: SttEngine;
+  vad: VadModel;
+  config: Config['stt'];
+  events: TranscribeEvents;
+  logger?: Logger;
+}
+
+/** The utterance being recorded. */
+interface Recording {
+  audioStart: number;
+  /** End of the audio its last live request covered. */
+  liveEnd: number;
+  /** The latest live transcript. */
+  latest: string | undefined;
+  stabilized: string;
+  bargeSent: boolean;
+}
+
+/** Why a frame is refused, first match wins. */
+const FRAME_CHECKS: Array<[(f: Buffer) => boolean, (f: Buffer) => string]> = [
+  [(f) => f.length % 2 !== 0, (f) => `Audio frame of ${f.length} bytes dropped: PCM16 frames have an even number of bytes (expected PCM16 LE mono 16 kHz).`],
+  [(f) => f.length > MAX_FRAME_BYTES, (f) => `Audio frame of ${f.length} bytes dropped: frames may hold at most 1 s (${MAX_FRAME_BYTES} bytes of PCM16 LE mono 16 kHz).`],
+];
+
+export class Transcribe {
+  private current: SttState = 'inactive';
+  private listening = false;
+  private closed = false;
+  /** Bumped by start/stop/close: frames queued and VAD results of an older generation are dropped. */
+  private generation = 0;
+  private queue: Int16Array[] = [];
+  private queuedSamples = 0;
+  private draining = false;
+  private detector: SpeechDetector;
+  private readonly buffer = new PcmBuffer();
+  private recording: Recording | undefined;
+  /** No utterance's pre-roll reaches back into the audio of the one before. */
+  private lastAudioEnd = 0;
+  private live: AbortController | undefined;
+  /** Settles once the live request (if any) has, so an aborted one is gone before the final starts. */
+  private liveSettled: Promise<void> = Promise.resolve();
+  private lastLiveAt = -Infinity;
+  private readonly finalRequests = new Set<AbortController>();
+  private finals: Promise<void> = Promise.resolve();
+  private pendingFinals = 0;
+  private readonly cfg: Config['stt'];
+  private readonly events: TranscribeEvents;
+
+  constructor(private readonly deps: TranscribeDeps) {
+    this.cfg = deps.config;
+    this.events = deps.events;
+    this.detector = this.newDetector();
+  }
+
+  get state(): SttState {
+    return this.current;
+  }
+
+  startListening(): void {
+    if (this.closed || this.listening) return;
+    this.listening = true;
+    this.generation++;
+    this.detector = this.newDetector();
+    this.buffer.reset();
+    this.lastAudioEnd = 0;
+    this.refreshState();
+  }
+
+  /** Stops listening; an utterance being recorded ends here and is still transcribed. */
+  stopListening(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.detector.flush();
+    this.generation++;
+    this.dropQueue();
+    this.refreshState();
+  }
+
+  /** One binary WebSocket frame. Dropped quietly unless listening; a malformed one is reported. */
+  feed(frame: Buffer): void {
+    if (!this.listening) return;
+    const problem = FRAME_CHECKS.find(([bad]) => bad(frame));
+    if (problem) return this.events.error('bad_audio', problem[1](frame));
+    if (frame.length === 0) return;
+    if (ms(this.queuedSamples) > MAX_BACKLOG_MS) {
+      this.deps.logger?.warn({ queuedMs: ms(this.queuedSamples) }, 'speech input backlog: frame dropped');
+      return;
+    }
+    const pcm = new Int16Array(frame.length >> 1);
+    new Uint8Array(pcm.buffer).set(frame); // one copy: the frame may sit at an odd offset of a shared buffer
+    this.queue.push(pcm);
+    this.queuedSamples += pcm.length;
+    void this.drain();
+  }
+
+  /** Stops everything for good: no event is emitted after this. */
+  close(): void {
+    this.closed = true;
+    this.listening = false;
+    this.generation++;
+    this.dropQueue();
+    this.recording = undefined;
+    this.live?.abort(new Error('speech input closed'));
+    for (const request of this.finalRequests) request.abort(new Error('speech input closed'));
+  }
+
+  // -- audio -----------------------------------------------------------------------------
+
+  /** A fresh VAD stream and segmenter: a push of the previous generation may still be running on the old ones. */
+  private newDetector(): SpeechDetector {
+    const generation = this.generation;
+    const mine = () => generation === this.generation && !this.closed;
+    return new SpeechDetector(this.deps.vad.createStream(), {
+      threshold: this.cfg.vadThreshold,
+      negThreshold: this.cfg.vadNegThreshold,
+      minSpeechSamples: samples(this.cfg.minSpeechMs),
+      maxUtteranceSamples: samples(this.cfg.maxUtteranceMs),
+      endSilenceSamples: () => samples(this.endSilenceMs()),
+      onEvent: (event) => mine() && this.onSegment(event),
+      onWindow: (utterance) => mine() && this.checkBargeIn(utterance),
+    });
+  }
+
+  /** Runs queued frames through the VAD one at a time (each VAD window depends on the last). */
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      for (let pcm = this.queue.shift(); pcm; pcm = this.queue.shift()) {
+        this.queuedSamples -= pcm.length;
+        this.buffer.append(pcm);
+        await this.detector.push(pcm).catch((error: unknown) => this.vadFailed(error));
+        this.forgetOldAudio();
+        this.transcribeLive();
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private vadFailed(error: unknown): void {
+    this.deps.logger?.error({ err: error }, 'voice activity detection failed');
+    if (!this.closed) this.events.error('stt_error', `Voice activity detection failed: ${message(error)}`);
+  }
+
+  private dropQueue(): void {
+    this.queue = [];
+    this.queuedSamples = 0;
+  }
+
+  /** Keeps the utterance being recorded, or the pre-roll in front of where the next one could start. */
+  private forgetOldAudio(): void {
+    const from = this.recording?.audioStart ?? (this.detector.segmentStart ?? this.detector.position) - samples(this.cfg.preRollMs);
+    this.buffer.discardBefore(from);
+  }
+
+  private onSegment(event: SegmentEvent): void {
+    switch (event.kind) {
+      case 'start':
+        return this.startUtterance(event.bounds);
+      case 'end':
+        return this.endUtterance(event.bounds, event.at, event.reason);
+      case 'drop':
+        return this.deps.logger?.debug({ voicedMs: ms(event.bounds.voiced) }, 'speech blip ignored');
+    }
+  }
+
+  private startUtterance(bounds: SegmentBounds): void {
+    const audioStart = Math.max(bounds.speechStart - samples(this.cfg.preRollMs), this.buffer.start);
+    this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false };
+    this.refreshState();
+  }
+
+  private checkBargeIn(utterance: Readonly<SegmentBounds> | undefined): void {
+    const recording = this.recording;
+    if (!recording || !utterance || recording.bargeSent || utterance.voiced < samples(this.cfg.bargeInMinMs)) return;
+    recording.bargeSent = true;
+    this.events.speechStart();
+  }
+
+  private endSilenceMs(): number {
+    return endSilenceFor(this.recording?.latest, this.cfg);
+  }
+
+  private endUtterance(bounds: SegmentBounds, at: number, reason: EndReason): void {
+    const recording = this.recording;
+    if (!recording) return;
+    const endSilenceMs = this.endSilenceMs();
+    this.recording = undefined;
+    this.live?.abort(new Error('utterance ended'));
+    const audioEnd = Math.min(bounds.speechEnd + samples(TAIL_MS), this.buffer.end);
+    const audio = this.buffer.slice(recording.audioStart, audioEnd);
+    this.lastAudioEnd = audioEnd;
+    const info: UtteranceInfo = {
+      audioStartMs: ms(recording.audioStart),
+      audioEndMs: ms(audioEnd),
+      speechStartMs: ms(bounds.speechStart),
+      speechEndMs: ms(bounds.speechEnd),
+      voicedMs: ms(bounds.voiced),
+      endedAtMs: ms(at),
+      endSilenceMs,
+      reason: this.listening ? reason : 'stopped',
+    };
+    this.deps.logger?.debug(info, 'utterance ended');
+    this.events.utterance?.(info);
+    this.transcribeFinal(audio);
+  }
+
+  // -- transcription ---------------------------------------------------------------------
+
+  /** Queues the whole utterance's transcription behind any earlier final. */
+  private transcribeFinal(audio: Int16Array): void {
+    this.pendingFinals++;
+    this.refreshState();
+    this.finals = this.finals.then(() => this.runFinal(audio)).catch(this.handlerFailed);
+  }
+
+  private async runFinal(audio: Int16Array): Promise<void> {
+    await this.liveSettled;
+    const request = new AbortController();
+    this.finalRequests.add(request);
+    const text = await this.deps.engine.transcribe(audio, request.signal).catch((error: unknown) => {
+      if (!request.signal.aborted) this.finalFailed(error);
+      return '';
+    });
+    this.finalRequests.delete(request);
+    this.pendingFinals--;
+    try {
+      if (text && !this.closed) this.events.final(text);
+    } finally {
+      this.refreshState();
+      this.transcribeLive();
+    }
+  }
+
+  /** A throwing event handler must not wedge the chains above: it is logged, and the next utterance goes on. */
+  private readonly handlerFailed = (error: unknown): void => {
+    this.deps.logger?.error({ err: error }, 'speech input event handler failed');
+  };
+
+  private finalFailed(error: unknown): void {
+    this.deps.logger?.warn({ err: error }, 'transcription failed');
+    if (!this.closed) this.events.error('stt_error', `Speech could not be transcribed: ${message(error)}`);
+  }
+
+  /** Starts a live transcription of the utterance so far, if the rules allow one now. */
+  private transcribeLive(): void {
+    const recording = this.recording;
+    if (!recording || this.live || this.pendingFinals > 0 || this.cfg.realtimeIntervalMs === 0 || this.closed) return;
+    const now = performance.now();
+    const end = this.buffer.end;
+    if (now - this.lastLiveAt < this.cfg.realtimeIntervalMs || end - recording.liveEnd < VAD_WINDOW) return;
+    this.lastLiveAt = now;
+    recording.liveEnd = end;
+    const request = new AbortController();
+    this.live = request;
+    this.liveSettled = this.deps.engine
+      .transcribe(this.buffer.slice(recording.audioStart, end), request.signal)
+      .then(
+        (text) => this.onLive(recording, text),
+        (error: unknown) => this.onLiveError(request, error),
+      )
+      .finally(() => {
+        if (this.live === request) this.live = undefined;
+        this.transcribeLive();
+      })
+      .catch(this.handlerFailed);
+  }
+
+  private onLive(recording: Recording, text: string): void {
+    if (recording !== this.recording || this.closed || !text) return; // late: its utterance has ended
+    const previous = recording.latest;
+    recording.latest = text;
+    if (text !== previous) this.events.update(text);
+    const stable = previous === undefined ? '' : commonWordPrefix(previous, text);
+    if (stable && stable !== recording.stabilized) {
+      recording.stabilized = stable;
+      this.events.stabilized(stable);
+    }
+  }
+
+  /**
+   * Only logged: the final transcription of the same audio reports a server that keeps failing,
+   * and a live hiccup the final recovers from is noise to the user.
+   */
+  private onLiveError(request: AbortController, error: unknown): void {
+    if (!request.signal.aborted) this.deps.logger?.warn({ err: error }, 'live transcription failed');
+  }
+
+
+  private refreshState(): void {
+    const next: SttState = this.recording ? 'recording' : this.pendingFinals > 0 ? 'transcribing' : this.listening ? 'listening' : 'inactive';
+    if (next === this.current || this.closed) return;
+    this.current = next;
+    this.events.state(next);
+  }
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));

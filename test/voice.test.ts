@@ -1,0 +1,155 @@
+// Speech input over the WebSocket: real espeak speech at 16 kHz through the real Silero VAD,
+// transcribed by a loopback OpenAI-compatible server; the transcript becomes a turn, and
+// speaking over a character cuts it off (barge-in).
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { createOpenAiTtsEngine } from '../src/speech/engines/openai.ts';
+import { createOpenAiSttEngine } from '../src/transcribe/engines/openai.ts';
+import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
+import { TestClient } from './support/client.ts';
+import { openTestDatabases, resetData } from './support/db.ts';
+import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
+import { frames, loudest, msToSamples, Speaker, track } from './support/speech-audio.ts';
+
+let engines: EngineServer;
+let speaker: Speaker;
+let chorus: ChorusUnderTest;
+const clients: TestClient[] = [];
+
+const connect = async () => {
+  const client = await TestClient.connect(chorus.wsUrl);
+  clients.push(client);
+  return client;
+};
+
+/** Sends PCM as the original client does: 256 ms binary frames. */
+const speak = (client: TestClient, pcm: Int16Array) => {
+  for (const frame of frames(pcm, () => 4096)) client.sendRaw(frame, true);
+};
+
+before(async () => {
+  const [db] = await openTestDatabases();
+  assert.ok(db);
+  engines = await startEngineServer();
+  speaker = await Speaker.start();
+  const stt = createOpenAiSttEngine({ baseUrl: engines.baseUrl, apiKey: undefined, model: 'whisper-1', language: 'en', timeoutMs: 2000 });
+  const tts = createOpenAiTtsEngine({ baseUrl: engines.baseUrl, apiKey: undefined, model: 'tts-1', sampleRate: 24_000, timeoutMs: 2000, defaultVoice: 'alloy' });
+  chorus = await startChorus({
+    database: db.database,
+    env: { LLM_BASE_URL: engines.baseUrl, LLM_API_KEY: 'k', STT_MIN_SPEECH_MS: '100', BARGE_IN_MIN_MS: '400' },
+    stt,
+    tts,
+  });
+});
+
+beforeEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  engines.reset();
+  await resetData((await openTestDatabases())[0]!.database);
+  await chorus.repo.createCharacter({ name: 'Ada', system_prompt: 'A mathematician.' });
+  await chorus.repo.createCharacter({ name: 'Bob', system_prompt: 'A baker.' });
+});
+
+after(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await chorus.close();
+  await speaker.close();
+  await engines.close();
+});
+
+describe('speech input', () => {
+  test('a spoken question is transcribed live and becomes a turn for the character it names', async () => {
+    engines.transcription.script(() => ({ text: 'Bob, what bread do you bake?' }));
+    const question = await speaker.say('Bob, what bread do you bake?');
+    const client = await connect();
+    client.send({ type: 'start_listening' });
+    assert.equal((await client.next('stt_state')).data.state, 'listening');
+    speak(client, track({ silenceMs: 400 }, question, { silenceMs: 1200 }).pcm);
+
+    const final = await client.next('stt_final', 10_000);
+    assert.equal(final.text, 'Bob, what bread do you bake?');
+    const start = await client.next('text_stream_start');
+    assert.equal(start.data.character_name, 'Bob', 'the transcript addressed Bob alone');
+    const stop = await client.next('text_stream_stop');
+    assert.equal(stop.data.text, 'Reply to: Bob, what bread do you bake?');
+
+    const states = client.ofType('stt_state').map((s) => s.data.state);
+    assert.deepEqual(states.slice(0, 4), ['listening', 'recording', 'transcribing', 'listening']);
+    const finalRequest = engines.transcription.requests.at(-1)!;
+    const spokenMs = (question.pcm.length / 16_000) * 1000;
+    assert.ok(finalRequest.wav && finalRequest.wav.durationMs >= spokenMs, `the final transcription got ${finalRequest.wav?.durationMs} ms for ${spokenMs} ms of speech`);
+    assert.ok(finalRequest.wav.durationMs < spokenMs + 1200, 'and not the trailing silence');
+    const stored = await chorus.repo.listMessages({ conversation_id: client.ofType('session')[0]!.data.conversation_id! });
+    assert.equal(stored[0]?.content, 'Bob, what bread do you bake?');
+  });
+
+  test('speaking over a character interrupts it, and the new utterance is the next turn', async () => {
+    engines.speech.script(() => ({ realtimeFactor: 1 })); // a reply that takes seconds to play
+    engines.chat.enqueue({ tokens: tokenize('Let me tell you a long, long story about flour and water and time.') });
+    engines.transcription.script(() => ({ text: 'Ada, stop please.' }));
+    const client = await connect();
+    client.send({ type: 'start_listening' });
+    client.send({ type: 'user_message', data: { text: 'Bob, tell me a story.' } });
+    const first = await client.next('text_stream_start');
+    await client.next('binary');
+
+    speak(client, track(await speaker.say('Ada, stop please.'), { silenceMs: 1200 }).pcm);
+    await client.next('interrupt_ack', 10_000);
+    const cut = client.ofType('audio_stream_stop').find((s) => s.data.message_id === first.data.message_id);
+    assert.equal(cut?.data.interrupted, true, 'the playing audio was stopped as interrupted');
+    const final = await client.next('stt_final', 10_000);
+    assert.equal(final.text, 'Ada, stop please.');
+    const next = await client.next('text_stream_start');
+    assert.equal(next.data.character_name, 'Ada');
+  });
+
+  test('a blip shorter than the barge-in minimum does not interrupt', async () => {
+    engines.speech.script(() => ({ realtimeFactor: 1 }));
+    engines.chat.enqueue({ tokens: tokenize('A short reply, spoken in full.') });
+    engines.transcription.script(() => ({ text: '' })); // the blip is not words
+    const client = await connect();
+    client.send({ type: 'start_listening' });
+    client.send({ type: 'user_message', data: { text: 'Bob?' } });
+    const start = await client.next('text_stream_start');
+    await client.next('binary');
+    const blip = loudest((await speaker.say('Mm-hmm, yes.')).pcm, msToSamples(250));
+    speak(client, track({ silenceMs: 100 }, { text: 'blip', pcm: blip }, { silenceMs: 1000 }).pcm);
+    // The VAD heard it (it started recording) …
+    await client.waitFor((f) => f.type === 'stt_state' && f.data.state === 'recording', 'the blip to be heard', 5000);
+    // … yet the reply plays to its end.
+    const stop = await client.waitFor((f) => f.type === 'audio_stream_stop' && f.data.message_id === start.data.message_id, 'the reply audio to finish', 15_000);
+    assert.equal(stop.type === 'audio_stream_stop' && stop.data.interrupted, undefined);
+    assert.equal(client.ofType('interrupt_ack').length, 0);
+  });
+
+  test('bad audio frames get bad_audio and listening goes on', async () => {
+    engines.transcription.script(() => ({ text: 'Ada, hello.' }));
+    const client = await connect();
+    client.send({ type: 'start_listening' });
+    client.sendRaw(Buffer.alloc(333), true);
+    const odd = await client.next('error');
+    assert.equal(odd.data.code, 'bad_audio');
+    assert.match(odd.data.message, /333 bytes/);
+    client.sendRaw(Buffer.alloc(64_000), true);
+    assert.equal((await client.next('error')).data.code, 'bad_audio');
+    speak(client, track({ silenceMs: 300 }, await speaker.say('Ada, hello.'), { silenceMs: 1200 }).pcm);
+    assert.equal((await client.next('stt_final', 10_000)).text, 'Ada, hello.');
+  });
+
+  test('audio before start_listening is dropped quietly; a failing transcription server gives stt_error', async () => {
+    engines.transcription.script(() => ({ failure: { status: 503, body: 'busy' } }));
+    const client = await connect();
+    const hello = await speaker.say('Ada, hello there.');
+    speak(client, track(hello, { silenceMs: 1200 }).pcm); // not listening: nothing happens
+    const pong = await client.request({ type: 'ping' });
+    assert.equal(pong.type, 'pong');
+    assert.equal(client.ofType('stt_state').length, 0);
+    client.send({ type: 'start_listening' });
+    speak(client, track({ silenceMs: 300 }, hello, { silenceMs: 1200 }).pcm);
+    const error = await client.waitFor((f) => f.type === 'error' && f.data.code === 'stt_error', 'an stt_error', 10_000);
+    assert.match(error.type === 'error' ? error.data.message : '', /503/);
+    engines.transcription.script(() => ({ text: 'Ada, hello there.' }));
+    speak(client, track({ silenceMs: 300 }, hello, { silenceMs: 1200 }).pcm);
+    assert.equal((await client.next('stt_final', 10_000)).text, 'Ada, hello there.', 'listening went on');
+  });
+});
