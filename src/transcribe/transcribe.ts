@@ -227,7 +227,7 @@ export class Transcribe {
   }
 
   private startUtterance(bounds: SegmentBounds): void {
-    const audioStart = Math.max(bounds.speechStart - samples(this.cfg.preRollMs), this.buffer.start);
+    const audioStart = Math.max(bounds.speechStart - samples(this.cfg.preRollMs), this.lastAudioEnd, this.buffer.start);
     this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false };
     this.refreshState();
   }
