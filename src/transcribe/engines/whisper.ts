@@ -53,7 +53,11 @@ const HPARAMS: Array<[string, (v: number) => boolean]> = [
 
 export async function createWhisperEngine(opts: WhisperOptions): Promise<SttEngine> {
   await checkModelFile(opts.modelPath);
-  const whisper = (await import(WHISPER_PACKAGE)) as WhisperModule & { default?: WhisperModule };
+  const whisper = (await import(WHISPER_PACKAGE).catch(() => {
+    // Not a dependency: its platform binaries are separate optional packages, most of which the
+    // registry Chorus installs from does not carry, which would break `npm ci` everywhere.
+    throw new Error(`STT_ENGINE=whisper needs the package ${WHISPER_PACKAGE}: install it with \`npm install ${WHISPER_PACKAGE}\` (prebuilt whisper.cpp).`);
+  })) as WhisperModule & { default?: WhisperModule };
   let context: WhisperContext;
   try {
     context = await (whisper.default ?? whisper).initWhisper({ filePath: opts.modelPath, useGpu: false });
