@@ -504,8 +504,11 @@ describe('engines', () => {
       ['an HTML error page', Buffer.from('<html>404 Not Found</html><!-- padding to 48 bytes and more -->'), /not a whisper\.cpp ggml model file \(it does not start with the ggml magic\)/],
       ['an empty file', Buffer.alloc(0), /not a whisper\.cpp ggml model file \(it is only 0 bytes long\)/],
       ['a corrupt header (whisper.cpp would abort on it)', header(5), /not a whisper\.cpp ggml model file \(its header has ftype = 5\)/],
-      ['a truncated download', Buffer.concat([header(1), Buffer.alloc(100_000, 7)]), /whisper\.cpp could not load the model/],
     ];
+    // A plausible header gets as far as whisper.cpp itself, which is an optional install.
+    const whisperName: string = '@fugood/whisper.node';
+    const installed = await import(whisperName).then(() => true, () => false);
+    const truncated = Buffer.concat([header(1), Buffer.alloc(100_000, 7)]);
     try {
       for (const [what, bytes, expected] of cases) {
         const file = join(dir, 'ggml-tiny.bin');
@@ -516,6 +519,10 @@ describe('engines', () => {
           what,
         );
       }
+      const file = join(dir, 'ggml-tiny.bin');
+      await writeFile(file, truncated);
+      const expected = installed ? /^WHISPER_MODEL_PATH=.*whisper\.cpp could not load the model/ : /needs the package @fugood\/whisper\.node: install it with `npm install @fugood\/whisper\.node`/;
+      await assert.rejects(createSttEngine(loadConfig({ WHISPER_MODEL_PATH: file }).stt), expected, 'a truncated download');
     } finally {
       await rm(dir, { recursive: true });
     }
