@@ -1,0 +1,499 @@
+// The Chorus web client: builds the page and wires the pieces together. Server messages come
+// in through the Connection and go to the view that owns them (chat, player, settings…);
+// user actions go out as protocol messages. This file owns the session-level state: which
+// conversation is open (resumed after every reconnect), whether the mic is on (listening is
+// re-requested after every reconnect), and what counts as "busy" (a reply streaming or audio
+// playing), which decides whether a new message interrupts first.
+import './style.css';
+import { audioContext, unlockAudioOnGesture } from './audio.ts';
+import { ChatView } from './chat.ts';
+import { openCharacters } from './characters.ts';
+import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl } from './connection.ts';
+import { ConversationList } from './conversations.ts';
+import { debug, remember } from './debug.ts';
+import { avatar, h, icon, iconButton, replace } from './dom.ts';
+import { Microphone } from './mic.ts';
+import { Player } from './player.ts';
+import { lastConversation, rememberConversation, Settings } from './settings.ts';
+import { Store } from './store.ts';
+import type { ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
+import { describeError, toast } from './ui.ts';
+import { openVoices } from './voices.ts';
+
+const ERROR_TITLES: Partial<Record<ErrorCode, string>> = {
+  llm_not_configured: 'No language model is set up',
+  llm_error: 'The language model failed',
+  tts_error: 'Speech could not be synthesized',
+  stt_error: 'Speech input failed',
+  stt_not_configured: 'Speech input is not available',
+  storage_error: 'Saving is delayed',
+  not_found: 'Not found',
+  invalid_payload: 'The server refused a request',
+  message_too_large: 'Message too large',
+  internal: 'Server error',
+};
+
+const STT_LABELS: Record<SttState, string> = { inactive: 'Mic idle', listening: 'Listening', recording: 'Hearing you', transcribing: 'Transcribing' };
+
+class App {
+  private readonly store = new Store();
+  private readonly chat = new ChatView(this.store);
+  private readonly conn: Connection;
+  private readonly settings: Settings;
+  private readonly player: Player;
+  private readonly mic: Microphone;
+  private readonly conversations: ConversationList;
+
+  /** The conversation this page shows and the server session writes to. */
+  private conversationId: string | null = null;
+  /** Whether that conversation exists in storage (so a reconnect can load it). */
+  private conversationStored = false;
+  /** The session's own (new) conversation, the fallback when a resume finds nothing stored. */
+  private sessionConversationId: string | null = null;
+  /** Resume this conversation on the next session (from the last visit, at first). */
+  private resumeId: string | null = lastConversation();
+  private resumeRequest: string | null = null;
+  private requestCounter = 0;
+  private micOn = false;
+  private sttState: SttState = 'inactive';
+  private userName = 'User';
+  private readonly speakingNames = new Map<string, string>();
+  private readonly audioNames = new Map<string, string>();
+  private countdownTimer: number | undefined;
+
+  // elements that change
+  private readonly connPill = h('span', { class: 'conn-pill', attrs: { role: 'status' } });
+  private readonly banner = h('div', { class: 'conn-banner', hidden: true, attrs: { role: 'status' } });
+  private readonly title = h('h1', { class: 'conv-heading' }, 'New conversation');
+  private readonly castBar = h('button', { type: 'button', class: 'cast-bar', title: 'Characters' });
+  private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, attrs: { 'aria-label': 'Message' } });
+  private readonly micButton = h('button', { type: 'button', class: 'icon-btn mic-btn', title: 'Turn the microphone on', attrs: { 'aria-label': 'Microphone', 'aria-pressed': 'false' } }, icon('mic'));
+  private readonly stopButton = h('button', { type: 'button', class: 'icon-btn stop-btn', title: 'Stop (Esc)', attrs: { 'aria-label': 'Stop' } }, icon('stop'));
+  private readonly sendButton = h('button', { type: 'submit', class: 'icon-btn send-btn', title: 'Send (Enter)', attrs: { 'aria-label': 'Send' } }, icon('send'));
+  private readonly activity = h('span', { class: 'activity' });
+  private readonly sttChip = h('span', { class: 'stt-chip', hidden: true });
+  private readonly micLevel = h('span', { class: 'mic-level', hidden: true }, h('i'));
+  private readonly transcriptStable = h('span', { class: 'tr-stable' });
+  private readonly transcriptLive = h('span', { class: 'tr-live' });
+  private readonly transcript = h('div', { class: 'transcript', hidden: true, attrs: { 'aria-live': 'polite' } }, icon('mic'), this.transcriptStable, this.transcriptLive);
+  private readonly micNotice = h('div', { class: 'mic-notice', hidden: true, attrs: { role: 'alert' } });
+
+  constructor(root: HTMLElement) {
+    const heartbeat = Number(new URLSearchParams(window.location.search).get('heartbeat'));
+    const options = heartbeat >= 200 ? { ...defaultConnectionOptions, pingIntervalMs: heartbeat, pongTimeoutMs: heartbeat } : defaultConnectionOptions;
+    this.conn = new Connection(socketUrl(window.location), {
+      message: (m) => this.onMessage(m),
+      binary: (data) => this.player.frame(data),
+      state: (s) => this.onState(s),
+      closed: () => this.onClosed(),
+    }, options);
+    this.settings = new Settings((m) => this.send(m));
+    this.player = new Player({
+      speaking: (id, on) => {
+        this.chat.speaking(id, on);
+        if (on) this.speakingNames.set(id, this.audioNames.get(id) ?? '');
+        else this.speakingNames.delete(id);
+        this.renderActivity();
+      },
+      activity: () => this.renderActivity(),
+      cancelled: (id) => this.chat.audioCut(id),
+    });
+    this.mic = new Microphone({
+      frame: (pcm) => this.sendMicFrame(pcm),
+      level: (rms) => this.micLevel.style.setProperty('--level', String(Math.min(1, rms * 6))),
+      ended: (reason) => {
+        this.micOff(true);
+        toast(reason, 'error', 'Microphone');
+      },
+    });
+    this.conversations = new ConversationList({
+      open: (id) => this.openConversation(id),
+      deleted: (id) => {
+        if (id === this.conversationId) {
+          this.conversationStored = false;
+          rememberConversation(null);
+          this.send({ type: 'clear_history' });
+        }
+      },
+      changed: () => this.renderTitle(),
+    });
+    this.store.subscribe(() => this.renderCast());
+    root.replaceChildren(this.layout());
+  }
+
+  start(): void {
+    unlockAudioOnGesture();
+    this.conn.start();
+    void this.store.reloadCharacters().catch((e: unknown) => toast(describeError(e), 'error', 'Could not load characters'));
+    void this.store.reloadVoices().catch(() => undefined);
+    void this.conversations.refresh();
+    this.renderActivity();
+    this.renderMic();
+  }
+
+  // -- layout ---------------------------------------------------------------------------------
+
+  private layout(): HTMLElement {
+    const form = h('form', { class: 'composer' }, this.micButton, this.input, this.stopButton, this.sendButton);
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      this.sendText();
+    });
+    this.input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.sendText();
+      } else if (ev.key === 'Escape') this.interrupt();
+    });
+    this.input.addEventListener('input', () => this.autosize());
+    this.micButton.onclick = () => void this.toggleMic();
+    this.stopButton.onclick = () => this.interrupt();
+    this.castBar.onclick = () => openCharacters(this.store);
+
+    const sidebar = h(
+      'aside',
+      { class: 'sidebar' },
+      h('div', { class: 'brand' }, h('span', { class: 'logo', attrs: { 'aria-hidden': 'true' } }, icon('wave')), h('span', { class: 'brand-name' }, 'Chorus'), this.connPill),
+      h('button', { type: 'button', class: 'btn btn-primary new-chat', onclick: () => this.newConversation() }, icon('plus'), 'New conversation'),
+      this.conversations.el,
+      h(
+        'div',
+        { class: 'side-nav' },
+        h('button', { type: 'button', class: 'nav-btn nav-characters', onclick: () => openCharacters(this.store) }, icon('people'), 'Characters'),
+        h('button', { type: 'button', class: 'nav-btn nav-voices', onclick: () => openVoices(this.store, (m) => this.send(m), () => this.stopForPreview()) }, icon('wave'), 'Voices'),
+        h('button', { type: 'button', class: 'nav-btn nav-settings', onclick: () => this.settings.open() }, icon('gear'), 'Settings'),
+      ),
+    );
+    const menu = iconButton('menu', 'Conversations', () => document.body.classList.toggle('sidebar-open'), 'menu-btn');
+    sidebar.addEventListener('click', (ev) => {
+      if ((ev.target as Element).closest('.conv-open')) document.body.classList.remove('sidebar-open');
+    });
+    return h(
+      'div',
+      { class: 'app' },
+      sidebar,
+      h(
+        'main',
+        { class: 'main' },
+        h('header', { class: 'topbar' }, menu, this.title, this.castBar),
+        this.banner,
+        this.chat.el,
+        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity), form),
+      ),
+    );
+  }
+
+  private autosize(): void {
+    this.input.style.height = 'auto';
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
+  }
+
+  // -- server messages ------------------------------------------------------------------------
+
+  private onMessage(m: ServerMessage): void {
+    switch (m.type) {
+      case 'session':
+        return this.onSession(m);
+      case 'text_stream_start':
+        this.chat.streamStart(m.data);
+        this.markStored();
+        return this.renderActivity();
+      case 'text_chunk':
+        if (!m.data.is_final) this.chat.streamChunk(m.data, m.data.text);
+        return;
+      case 'text_stream_stop':
+        this.chat.streamStop(m.data, m.data.text, m.data.interrupted === true);
+        this.conversations.refreshSoon();
+        return this.renderActivity();
+      case 'audio_stream_start':
+        this.audioNames.set(m.data.message_id, m.data.character_name);
+        return this.player.streamStart(m.data);
+      case 'audio_chunk':
+        return this.player.chunkHeader(m.data);
+      case 'audio_stream_stop':
+        this.player.streamStop(m.data);
+        this.audioNames.delete(m.data.message_id);
+        return this.renderActivity();
+      case 'interrupt_ack':
+        this.player.interruptAcknowledged();
+        return this.renderActivity();
+      case 'history_cleared':
+        this.chat.clear();
+        this.sessionConversationId = m.data.conversation_id;
+        this.setConversation(m.data.conversation_id, false);
+        return;
+      case 'conversation_loaded':
+        if (m.request_id !== undefined && m.request_id === this.resumeRequest) this.resumeRequest = null;
+        this.chat.showHistory(m.data.messages, this.userName);
+        this.setConversation(m.data.conversation.conversation_id, true);
+        this.conversations.refreshSoon(0);
+        return;
+      case 'model_settings_updated':
+        return this.settings.onModelSettings(m.data);
+      case 'session_settings_updated':
+        this.userName = m.data.user_name;
+        return this.settings.onUserName(m.data.user_name);
+      case 'active_characters_data':
+        return this.store.mergeActive(m.data);
+      case 'stt_update':
+        return this.showTranscript(undefined, m.text);
+      case 'stt_stabilized':
+        return this.showTranscript(m.text, undefined);
+      case 'stt_final':
+        this.clearTranscript();
+        if (m.text.trim() !== '') {
+          this.chat.addUser(m.text, this.userName, true);
+          this.markStored();
+        }
+        return;
+      case 'stt_state':
+        this.sttState = m.data.state;
+        return this.renderMic();
+      case 'db_error':
+        toast(m.error, 'error', 'The server refused a change');
+        return;
+      case 'error':
+        return this.onError(m);
+      default:
+        return; // CRUD replies: this client manages records over REST
+    }
+  }
+
+  private onSession(m: ServerMessageOf<'session'>): void {
+    const { data } = m;
+    debug.connection.sessions++;
+    this.conn.markHealthy();
+    this.player.reset();
+    this.userName = data.user_name;
+    this.sessionConversationId = data.conversation_id;
+    this.store.mergeActive(data.active_characters);
+    this.settings.onSession(data.model_settings, data.user_name);
+    // Resume: the conversation this page had open (if it was stored), or the last visit's.
+    const resume = this.conversationStored ? this.conversationId : this.resumeId;
+    this.resumeId = null;
+    if (resume) {
+      this.resumeRequest = `resume-${++this.requestCounter}`;
+      this.send({ type: 'load_conversation', data: { conversation_id: resume }, request_id: this.resumeRequest });
+    } else this.setConversation(data.conversation_id, false);
+    // The mic stream survived the reconnect; ask the new session to listen to it again.
+    if (this.micOn) this.send({ type: 'start_listening' });
+  }
+
+  private onError(m: ServerMessageOf<'error'>): void {
+    const { code, message } = m.data;
+    if (m.request_id !== undefined && m.request_id === this.resumeRequest) {
+      this.resumeRequest = null;
+      // The conversation was never stored (or was deleted): carry on in the session's new one.
+      const hadMessages = this.conversationStored;
+      this.setConversation(this.sessionConversationId, false);
+      rememberConversation(null);
+      if (hadMessages) this.chat.addNote('The previous conversation could not be reopened; new messages go to a new conversation.');
+      return;
+    }
+    if (code === 'stt_not_configured') {
+      this.micOff(false);
+      this.micNotice.hidden = false;
+      replace(this.micNotice, h('span', { class: 'notice-text' }, h('strong', null, 'Microphone off. '), message), iconButton('close', 'Dismiss', () => (this.micNotice.hidden = true), 'notice-close'));
+      return;
+    }
+    toast(message, 'error', ERROR_TITLES[code] ?? 'Error');
+  }
+
+  private onState(state: ConnectionState): void {
+    debug.connection.state = state.kind;
+    remember(debug.connection.history, state.kind, 100);
+    window.clearInterval(this.countdownTimer);
+    const render = () => {
+      const seconds = state.kind === 'reconnecting' ? Math.max(0, Math.ceil((state.at - Date.now()) / 1000)) : 0;
+      const text = state.kind === 'connected' ? 'Connected' : state.kind === 'connecting' ? (state.attempt > 0 ? 'Reconnecting…' : 'Connecting…') : `Reconnecting in ${seconds}s`;
+      this.connPill.className = `conn-pill conn-${state.kind}`;
+      this.connPill.dataset.state = state.kind;
+      this.connPill.textContent = text;
+      this.banner.hidden = state.kind === 'connected' || (state.kind === 'connecting' && state.attempt === 0);
+      if (!this.banner.hidden) {
+        replace(
+          this.banner,
+          h('span', null, state.kind === 'reconnecting' ? `Connection lost. Reconnecting in ${seconds}s…` : 'Reconnecting…'),
+          state.kind === 'reconnecting' ? h('button', { type: 'button', class: 'btn btn-small', onclick: () => this.conn.retryNow() }, 'Retry now') : null,
+        );
+      }
+    };
+    render();
+    if (state.kind === 'reconnecting') this.countdownTimer = window.setInterval(render, 250);
+  }
+
+  private onClosed(): void {
+    this.chat.cutOpenStreams();
+    this.player.reset();
+    this.sttState = 'inactive';
+    this.clearTranscript();
+    this.renderMic();
+    this.renderActivity();
+  }
+
+  // -- actions --------------------------------------------------------------------------------
+
+  private send(message: ClientMessage): boolean {
+    const sent = this.conn.send(message);
+    if (sent) remember(debug.connection.sent, message.type, 200);
+    return sent;
+  }
+
+  private get busy(): boolean {
+    return this.chat.replying > 0 || this.player.active;
+  }
+
+  private sendText(): void {
+    const text = this.input.value.trim();
+    if (text === '') return;
+    if (!this.conn.open) {
+      toast('Not connected, so the message was not sent. It is still in the box; send it again once connected.', 'error', 'Not sent');
+      return;
+    }
+    audioContext(); // a user gesture: the one AudioContext is created (or resumed) now
+    if (this.busy) this.interrupt(); // talking over a character stops it first
+    this.send({ type: 'user_message', data: { text } });
+    this.chat.addUser(text, this.userName, false);
+    this.input.value = '';
+    this.autosize();
+  }
+
+  /** Stops whatever is replying or playing: here at once, on the server via `interrupt`. */
+  private interrupt(): void {
+    const sent = this.send({ type: 'interrupt' });
+    this.player.stopAll({ awaitAck: sent });
+    this.renderActivity();
+  }
+
+  private stopForPreview(): void {
+    audioContext();
+    if (this.busy) this.interrupt();
+  }
+
+  private newConversation(): void {
+    if (this.busy) this.interrupt();
+    if (!this.send({ type: 'clear_history' })) toast('Not connected: try again once the connection is back.', 'error');
+  }
+
+  private openConversation(id: string): void {
+    if (this.busy) this.interrupt();
+    if (!this.send({ type: 'load_conversation', data: { conversation_id: id } })) toast('Not connected: try again once the connection is back.', 'error');
+  }
+
+  private setConversation(id: string | null, stored: boolean): void {
+    this.conversationId = id;
+    this.conversationStored = stored;
+    debug.connection.conversationId = id;
+    if (stored) rememberConversation(id);
+    this.conversations.setCurrent(id);
+    this.renderTitle();
+  }
+
+  /** A turn started in the current conversation, so the server has stored it. */
+  private markStored(): void {
+    if (this.conversationStored || !this.conversationId) return;
+    this.conversationStored = true;
+    rememberConversation(this.conversationId);
+    this.conversations.refreshSoon();
+  }
+
+  // -- microphone -----------------------------------------------------------------------------
+
+  private async toggleMic(): Promise<void> {
+    if (this.micOn) {
+      this.micOff(true);
+      return;
+    }
+    this.micNotice.hidden = true;
+    this.micButton.disabled = true;
+    try {
+      await this.mic.start();
+    } catch (e) {
+      toast(describeError(e), 'error', 'Microphone');
+      return;
+    } finally {
+      this.micButton.disabled = false;
+    }
+    this.micOn = true;
+    debug.mic.on = true;
+    this.send({ type: 'start_listening' }); // (sent on the next session if not connected now)
+    this.renderMic();
+  }
+
+  private micOff(tellServer: boolean): void {
+    if (this.micOn && tellServer) this.send({ type: 'stop_listening' });
+    this.micOn = false;
+    debug.mic.on = false;
+    this.mic.stop();
+    this.sttState = 'inactive';
+    this.clearTranscript();
+    this.renderMic();
+  }
+
+  private sendMicFrame(pcm: ArrayBuffer): void {
+    // Only while on and connected: audio captured during a reconnect is stale, not queued.
+    if (!this.micOn || !this.conn.sendBinary(pcm)) return;
+    debug.mic.framesSent++;
+    debug.mic.bytesSent += pcm.byteLength;
+    remember(debug.mic.frameBytes, pcm.byteLength, 50);
+  }
+
+  private showTranscript(stable: string | undefined, live: string | undefined): void {
+    if (stable !== undefined) this.transcriptStable.textContent = stable;
+    if (live !== undefined) {
+      const prefix = this.transcriptStable.textContent ?? '';
+      this.transcriptLive.textContent = prefix && live.startsWith(prefix) ? live.slice(prefix.length) : live;
+      if (prefix && !live.startsWith(prefix)) this.transcriptStable.textContent = '';
+    }
+    this.transcript.hidden = (this.transcriptStable.textContent ?? '') === '' && (this.transcriptLive.textContent ?? '') === '';
+  }
+
+  private clearTranscript(): void {
+    this.transcriptStable.textContent = '';
+    this.transcriptLive.textContent = '';
+    this.transcript.hidden = true;
+  }
+
+  // -- rendering ------------------------------------------------------------------------------
+
+  private renderMic(): void {
+    this.micButton.classList.toggle('is-on', this.micOn);
+    this.micButton.setAttribute('aria-pressed', String(this.micOn));
+    this.micButton.title = this.micOn ? 'Turn the microphone off' : 'Turn the microphone on';
+    replace(this.micButton, icon(this.micOn ? 'mic' : 'micOff'));
+    this.micLevel.hidden = !this.micOn;
+    this.sttChip.hidden = !this.micOn && this.sttState === 'inactive';
+    this.sttChip.textContent = this.micOn && this.sttState === 'inactive' ? 'Mic on' : STT_LABELS[this.sttState];
+    this.sttChip.dataset.state = this.sttState;
+  }
+
+  private renderActivity(): void {
+    const replying = this.chat.replyingNames;
+    const speaking = [...this.speakingNames.values()].filter(Boolean);
+    let text = '';
+    if (replying.length > 0) text = `${replying.join(', ')} ${replying.length > 1 ? 'are' : 'is'} replying…`;
+    else if (speaking.length > 0) text = `${speaking.join(', ')} ${speaking.length > 1 ? 'are' : 'is'} speaking`;
+    this.activity.textContent = text;
+    const busy = this.busy;
+    this.stopButton.classList.toggle('is-active', busy);
+    document.body.classList.toggle('is-busy', busy);
+  }
+
+  private renderTitle(): void {
+    const title = this.conversationStored ? (this.conversations.currentTitle ?? 'Conversation') : 'New conversation';
+    this.title.textContent = title;
+    document.title = `${title} · Chorus`;
+  }
+
+  private renderCast(): void {
+    const cast = this.store.activeCharacters;
+    replace(
+      this.castBar,
+      h('span', { class: 'cast-avatars' }, cast.slice(0, 5).map((c) => avatar(c.name, c.image_url, 'sm'))),
+      h('span', { class: 'cast-names' }, cast.length === 0 ? 'No active characters' : cast.map((c) => c.name.split(/\s+/)[0]).join(', ')),
+    );
+  }
+}
+
+const root = document.getElementById('app');
+if (root) new App(root).start();

@@ -1,0 +1,280 @@
+// Gapless speech playback. Every PCM16 frame the server sends (each right after its
+// `audio_chunk` header) becomes an AudioBuffer at the sample rate its message's
+// `audio_stream_start` announced, and is scheduled on the ONE AudioContext clock to start
+// exactly where the previous one ends, so consecutive frames and consecutive messages play
+// back to back with no gap and no overlap. Messages play first in first out: frames of a
+// message that is not yet at the head of the queue wait until every earlier message's stream
+// has stopped. All sources play through one GainNode; stopping disconnects it (silence from
+// the next render quantum) and stops every scheduled source. Frames of cancelled messages that
+// still arrive are discarded, and while a local interrupt awaits its `interrupt_ack`, any
+// message that starts is treated as cancelled too.
+import { audioContext } from './audio.ts';
+import { debug, remember } from './debug.ts';
+
+/** Scheduling lead when playback starts from idle: a small jitter buffer. */
+const START_LEAD_S = 0.08;
+
+interface StreamInfo {
+  message_id: string;
+  character_id: string;
+  character_name: string;
+}
+
+interface QueuedMessage {
+  id: string;
+  sampleRate: number;
+  /** Frames received while an earlier message still had its stream open. */
+  waiting: Float32Array[];
+  /** The server sent audio_stream_stop: no more frames will come. */
+  complete: boolean;
+  sources: Set<AudioBufferSourceNode>;
+  speaking: boolean;
+  startTimer: number | undefined;
+}
+
+export interface PlayerEvents {
+  /** A message's audio became audible (true) or finished / was cut (false). */
+  speaking(messageId: string, on: boolean): void;
+  /** Whether anything is queued or playing. */
+  activity(active: boolean): void;
+  /** A message's audio was cut off before it finished. */
+  cancelled(messageId: string): void;
+}
+
+export class Player {
+  /** Open or playing messages, in order; the first is the one whose frames are scheduled as they come. */
+  private queue: QueuedMessage[] = [];
+  private readonly cancelled = new Set<string>();
+  /** The message the next binary frame belongs to (from the last audio_chunk header). */
+  private pendingFrameOf: string | undefined;
+  /** A local interrupt was sent and its interrupt_ack has not arrived. */
+  private awaitingAck = false;
+  private output: GainNode | undefined;
+  /** Context time at which the next scheduled frame starts. */
+  private nextTime = 0;
+  private wasActive = false;
+
+  constructor(private readonly events: PlayerEvents) {}
+
+  get active(): boolean {
+    return this.queue.length > 0;
+  }
+
+  // -- protocol events ------------------------------------------------------------------------
+
+  streamStart(info: StreamInfo & { sample_rate: number }): void {
+    if (this.awaitingAck || this.cancelled.has(info.message_id)) {
+      this.markCancelled(info.message_id);
+      return;
+    }
+    if (this.find(info.message_id)) return;
+    if (!(info.sample_rate >= 3000 && info.sample_rate <= 384_000)) {
+      this.markCancelled(info.message_id); // no AudioBuffer can hold it; its frames are dropped
+      return;
+    }
+    this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], complete: false, sources: new Set(), speaking: false, startTimer: undefined });
+    this.activityChanged();
+  }
+
+  chunkHeader(info: StreamInfo): void {
+    this.pendingFrameOf = info.message_id;
+  }
+
+  /** A binary frame: the PCM of the audio_chunk header just before it. */
+  frame(data: ArrayBuffer): void {
+    const id = this.pendingFrameOf;
+    this.pendingFrameOf = undefined;
+    const message = id === undefined ? undefined : this.find(id);
+    if (id === undefined || !message || this.cancelled.has(id)) {
+      debug.playback.discardedFrames++;
+      return;
+    }
+    const samples = pcm16ToFloat(data);
+    if (samples.length === 0) return;
+    if (this.ready(message)) this.schedule(message, samples);
+    else message.waiting.push(samples);
+  }
+
+  streamStop(info: StreamInfo & { interrupted?: boolean | undefined }): void {
+    if (info.interrupted) {
+      this.cancel(info.message_id);
+      return;
+    }
+    const message = this.find(info.message_id);
+    if (!message) return;
+    message.complete = true;
+    this.pump();
+  }
+
+  /** The server confirmed an interrupt (ours, or one it started itself): nothing queued survives. */
+  interruptAcknowledged(): void {
+    this.awaitingAck = false;
+    if (this.queue.length > 0) this.stopAll();
+  }
+
+  // -- control ------------------------------------------------------------------------------
+
+  /**
+   * Stops all sound now and cancels every queued message. With `awaitAck`, messages that start
+   * before the server's interrupt_ack are cancelled as well (they belong to the interrupted turn).
+   */
+  stopAll(opts: { awaitAck?: boolean } = {}): void {
+    if (opts.awaitAck) this.awaitingAck = true;
+    const hadSound = this.queue.length > 0;
+    for (const message of this.queue.splice(0)) this.silence(message);
+    // Disconnecting the shared output silences anything still scheduled from the next render
+    // quantum on, even a source whose stop() the audio thread has not yet processed.
+    if (this.output) {
+      this.output.disconnect();
+      this.output = undefined;
+    }
+    this.nextTime = 0;
+    this.pendingFrameOf = undefined;
+    if (hadSound) debug.playback.stops++;
+    this.activityChanged();
+  }
+
+  /** The connection dropped: whatever was in flight will never complete. */
+  reset(): void {
+    this.awaitingAck = false;
+    this.stopAll();
+  }
+
+  // -- internals ----------------------------------------------------------------------------
+
+  private cancel(id: string): void {
+    this.markCancelled(id);
+    const index = this.queue.findIndex((m) => m.id === id);
+    if (index < 0) return;
+    const [message] = this.queue.splice(index, 1);
+    if (message) this.silence(message);
+    if (this.queue.length === 0) this.nextTime = 0;
+    this.pump();
+    this.activityChanged();
+  }
+
+  private markCancelled(id: string): void {
+    if (this.cancelled.has(id)) return;
+    this.cancelled.add(id);
+    remember(debug.playback.cancelled, id, 200);
+    // Bounded memory on a long session: the oldest ids will never send frames again.
+    if (this.cancelled.size > 500) {
+      const oldest = this.cancelled.values().next().value;
+      if (oldest !== undefined) this.cancelled.delete(oldest);
+    }
+  }
+
+  private silence(message: QueuedMessage): void {
+    this.markCancelled(message.id);
+    this.events.cancelled(message.id);
+    window.clearTimeout(message.startTimer);
+    for (const source of message.sources) {
+      source.onended = null;
+      try {
+        source.stop();
+      } catch {
+        // never started: nothing to stop
+      }
+      source.disconnect();
+      debug.playback.activeSources--;
+    }
+    message.sources.clear();
+    message.waiting = [];
+    if (message.speaking) {
+      message.speaking = false;
+      this.events.speaking(message.id, false);
+    }
+  }
+
+  private schedule(message: QueuedMessage, samples: Float32Array): void {
+    const ctx = audioContext();
+    if (!this.output) {
+      this.output = ctx.createGain();
+      this.output.connect(ctx.destination);
+    }
+    const buffer = ctx.createBuffer(1, samples.length, message.sampleRate);
+    buffer.copyToChannel(samples as Float32Array<ArrayBuffer>, 0);
+    const source = ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(this.output);
+    // Back to back on the context clock; after an underrun (or from idle), a small lead.
+    const startAt = Math.max(this.nextTime, ctx.currentTime + START_LEAD_S);
+    const stats = debug.playback;
+    const framesBefore = stats.framesByMessage[message.id] ?? 0;
+    // A gap inside one message means frames arrived slower than real time.
+    if (framesBefore > 0 && startAt > this.nextTime + 1e-6) stats.underruns++;
+    if (framesBefore === 0) stats.order.push(message.id);
+    source.start(startAt);
+    this.nextTime = startAt + buffer.duration;
+    message.sources.add(source);
+    source.onended = () => {
+      message.sources.delete(source);
+      debug.playback.activeSources--;
+      this.pump();
+    };
+
+    if (message.startTimer === undefined && !message.speaking) {
+      message.startTimer = window.setTimeout(() => {
+        if (!this.queue.includes(message)) return;
+        message.speaking = true;
+        this.events.speaking(message.id, true);
+      }, Math.max(0, (startAt - ctx.currentTime) * 1000));
+    }
+
+    remember(stats.timeline, [message.id, ctx.currentTime, startAt, startAt + buffer.duration], 2000);
+    stats.scheduledFrames++;
+    stats.scheduledSeconds += buffer.duration;
+    stats.activeSources++;
+    stats.framesByMessage[message.id] = framesBefore + 1;
+    if (!stats.sampleRates.includes(message.sampleRate)) stats.sampleRates.push(message.sampleRate);
+  }
+
+  /** Whether every message before this one has its stream complete, so its frames go on the clock now. */
+  private ready(message: QueuedMessage): boolean {
+    for (const m of this.queue) {
+      if (m === message) return true;
+      if (!m.complete) return false;
+    }
+    return false;
+  }
+
+  /**
+   * Puts waiting frames on the clock once every earlier message's stream is complete, and lets
+   * go of messages that are complete and have finished playing.
+   */
+  private pump(): void {
+    for (const message of this.queue) {
+      for (const samples of message.waiting.splice(0)) this.schedule(message, samples);
+      if (!message.complete) break;
+    }
+    for (const message of [...this.queue]) {
+      if (!message.complete || message.sources.size > 0 || message.waiting.length > 0) continue;
+      this.queue.splice(this.queue.indexOf(message), 1);
+      window.clearTimeout(message.startTimer);
+      if (message.speaking) {
+        message.speaking = false;
+        this.events.speaking(message.id, false);
+      }
+    }
+    this.activityChanged();
+  }
+
+  private find(id: string): QueuedMessage | undefined {
+    return this.queue.find((m) => m.id === id);
+  }
+
+  private activityChanged(): void {
+    const active = this.active;
+    if (active === this.wasActive) return;
+    this.wasActive = active;
+    this.events.activity(active);
+  }
+}
+
+/** PCM16 little-endian → float samples in [-1, 1). An odd trailing byte is ignored. */
+export function pcm16ToFloat(data: ArrayBuffer): Float32Array {
+  const view = new DataView(data);
+  const out = new Float32Array(data.byteLength >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = view.getInt16(i * 2, true) / 0x8000;
+  return out;
+}

@@ -1,0 +1,207 @@
+// The Voices panel: list, create and edit voices — the TTS engine, the engine's own voice id
+// (picked from the list the server's engine offers, GET /api/voices/engines), speed and pitch,
+// and the original system's fields (method, audio_path, text_path, speaker_desc,
+// scene_prompt) — delete one after confirming, and hear it (`preview_voice`, played through
+// the normal audio path).
+import { api } from './api.ts';
+import { h, icon, replace } from './dom.ts';
+import type { Store } from './store.ts';
+import type { ClientMessage, EngineVoices, Voice, VoiceCreate } from './types.ts';
+import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
+
+const METHODS = ['preset', 'description', 'clone'] as const;
+const ENGINES = ['espeak', 'openai'] as const;
+
+export function openVoices(store: Store, send: (message: ClientMessage) => boolean, beforePreview: () => void): void {
+  let selected: Voice | null = null;
+  let engines: EngineVoices = { engines: [] };
+  const list = h('ul', { class: 'record-list', attrs: { 'aria-label': 'Voices' } });
+  const editor = h('div', { class: 'record-editor' });
+
+  const renderList = () => {
+    replace(
+      list,
+      store.voices.length === 0 ? h('li', { class: 'record-empty' }, 'No voices yet.') : null,
+      store.voices.map((v) =>
+        h(
+          'li',
+          { class: `record-row voice-row${selected?.voice === v.voice ? ' is-selected' : ''}`, data: { voice: v.voice }, tabIndex: 0, onclick: () => edit(v), onkeydown: (ev: KeyboardEvent) => ev.key === 'Enter' && edit(v) },
+          h('span', { class: 'voice-icon' }, icon('wave')),
+          h('span', { class: 'record-main' }, h('span', { class: 'record-name' }, v.voice), h('span', { class: 'record-sub' }, [v.engine ?? 'default engine', v.engine_voice].filter(Boolean).join(' · '))),
+        ),
+      ),
+    );
+  };
+
+  const edit = (voice: Voice | null) => {
+    selected = voice;
+    renderList();
+    replace(
+      editor,
+      voiceForm(voice, engines, {
+        saved: async (v) => {
+          await store.reloadVoices();
+          edit(store.voices.find((x) => x.voice === v.voice) ?? v);
+        },
+        deleted: async () => {
+          await Promise.all([store.reloadVoices(), store.reloadCharacters()]);
+          edit(null);
+        },
+        preview: (key, text) => {
+          beforePreview();
+          if (!send({ type: 'preview_voice', data: text ? { voice: key, text } : { voice: key } })) toast('Not connected: the preview cannot play right now.', 'error');
+        },
+      }),
+    );
+  };
+
+  const panel = openPanel('Voices', 'records-panel voices-panel', () => unsubscribe());
+  const unsubscribe = store.subscribe(renderList);
+  panel.body.append(h('p', { class: 'panel-loading' }, 'Loading voices…'));
+  // The editor needs the engine's voice list, so the panel fills in once both have arrived.
+  void Promise.all([store.reloadVoices(), api.engines()])
+    .then(([, e]) => (engines = e))
+    .catch((e: unknown) => toast(describeError(e), 'error', 'Could not load voices'))
+    .finally(() => {
+      panel.body.replaceChildren(
+        h(
+          'div',
+          { class: 'records' },
+          h('div', { class: 'record-side' }, h('div', { class: 'record-tools' }, h('button', { type: 'button', class: 'btn btn-primary new-voice', onclick: () => edit(null) }, icon('plus'), 'New voice')), list),
+          editor,
+        ),
+      );
+      renderList();
+      edit(null);
+    });
+}
+
+interface FormActions {
+  saved(voice: Voice): Promise<void>;
+  deleted(): Promise<void>;
+  preview(voice: string, text: string): void;
+}
+
+function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActions): HTMLElement {
+  const key = h('input', { type: 'text', class: 'input', name: 'voice', required: true, maxLength: 200, value: voice?.voice ?? '', readOnly: voice !== null, placeholder: 'e.g. mira-warm' });
+  const engine = h('select', { class: 'input', name: 'engine' }, h('option', { value: '' }, 'Server default'), ENGINES.map((e) => h('option', { value: e }, e)));
+  engine.value = voice?.engine ?? engines.engines[0]?.engine ?? '';
+  const engineVoice = h('select', { class: 'input', name: 'engine_voice' });
+  const fillEngineVoices = (current: string | null) => {
+    const info = engines.engines.find((e) => e.engine === (engine.value || engines.engines[0]?.engine));
+    const ids = info ? [...info.voices] : [];
+    if (current && !ids.includes(current)) ids.unshift(current);
+    replace(engineVoice, h('option', { value: '' }, info ? `Engine default (${info.default_voice})` : 'Engine default'), ids.map((id) => h('option', { value: id }, id)));
+    engineVoice.value = current ?? '';
+  };
+  fillEngineVoices(voice?.engine_voice ?? null);
+  engine.addEventListener('change', () => fillEngineVoices(engineVoice.value || null));
+
+  const slider = (name: 'speed' | 'pitch', min: number, max: number, value: number) => {
+    const range = h('input', { type: 'range', name, min: String(min), max: String(max), step: '0.05', value: String(value), class: 'range' });
+    const number = h('input', { type: 'number', min: String(min), max: String(max), step: '0.05', value: String(value), class: 'input input-num', attrs: { 'aria-label': name } });
+    range.addEventListener('input', () => (number.value = range.value));
+    number.addEventListener('input', () => (range.value = number.value));
+    return { range, number, row: h('div', { class: 'slider-row' }, range, number) };
+  };
+  const speed = slider('speed', 0.25, 4, voice?.speed ?? 1);
+  const pitch = slider('pitch', 0, 2, voice?.pitch ?? 1);
+  const method = h('select', { class: 'input', name: 'method' }, METHODS.map((m) => h('option', { value: m }, m)));
+  method.value = voice?.method ?? 'preset';
+  const text = (name: 'audio_path' | 'text_path', value: string | null) => h('input', { type: 'text', class: 'input', name, maxLength: 2000, value: value ?? '' });
+  const area = (name: 'speaker_desc' | 'scene_prompt', value: string | null) => h('textarea', { class: 'input', name, rows: 2, maxLength: 5000, value: value ?? '' });
+  const audioPath = text('audio_path', voice?.audio_path ?? null);
+  const textPath = text('text_path', voice?.text_path ?? null);
+  const speakerDesc = area('speaker_desc', voice?.speaker_desc ?? null);
+  const scenePrompt = area('scene_prompt', voice?.scene_prompt ?? null);
+
+  const previewText = h('input', { type: 'text', class: 'input', name: 'preview_text', maxLength: 1000, placeholder: 'Text to speak (optional)' });
+  const formError = h('p', { class: 'field-error form-error', attrs: { role: 'alert' } });
+  const save = h('button', { type: 'submit', class: 'btn btn-primary save' }, voice ? 'Save changes' : 'Create voice');
+  const orNull = (s: string) => (s.trim() === '' ? null : s.trim());
+
+  const form = h(
+    'form',
+    { class: 'record-form voice-form', noValidate: true, data: { updatedAt: voice?.updated_at ?? '' } },
+    h('h3', null, voice ? `Edit ${voice.voice}` : 'New voice'),
+    field('Name', key, voice ? 'The name is the voice’s key; characters refer to it.' : 'Characters refer to the voice by this name.'),
+    h('div', { class: 'field-pair' }, field('Engine', engine), field('Engine voice', engineVoice)),
+    h('div', { class: 'field-pair' }, field('Speed', speed.row, '1 = normal'), field('Pitch', pitch.row, '1 = normal (espeak only)')),
+    h(
+      'details',
+      { class: 'more', open: Boolean(voice?.audio_path || voice?.text_path || voice?.scene_prompt) },
+      h('summary', null, 'Original voice fields'),
+      field('Method', method),
+      field('Speaker description', speakerDesc),
+      field('Scene prompt', scenePrompt),
+      h('div', { class: 'field-pair' }, field('Audio path', audioPath), field('Text path', textPath)),
+    ),
+    formError,
+    h(
+      'div',
+      { class: 'form-actions' },
+      save,
+      voice ? h('button', { type: 'button', class: 'btn btn-danger delete', onclick: () => void remove() }, icon('trash'), 'Delete') : null,
+    ),
+    voice
+      ? h(
+          'div',
+          { class: 'preview-row' },
+          previewText,
+          h('button', { type: 'button', class: 'btn preview', onclick: () => actions.preview(voice.voice, previewText.value.trim()) }, icon('play'), 'Preview'),
+        )
+      : null,
+  );
+
+  const remove = async () => {
+    if (!voice) return;
+    if (!(await confirmDialog(`Delete the voice ${voice.voice}? Characters using it fall back to the default voice.`))) return;
+    try {
+      await api.deleteVoice(voice.voice);
+      toast(`The voice ${voice.voice} was deleted.`, 'success');
+      await actions.deleted();
+    } catch (e) {
+      toast(describeError(e), 'error', 'Could not delete');
+    }
+  };
+
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    formError.textContent = '';
+    const name = key.value.trim();
+    if (name === '') {
+      formError.textContent = 'A voice needs a name.';
+      return;
+    }
+    const speedValue = Number(speed.number.value);
+    const pitchValue = Number(pitch.number.value);
+    if (!(speedValue >= 0.25 && speedValue <= 4)) {
+      formError.textContent = 'Speed must be between 0.25 and 4.';
+      return;
+    }
+    if (!(pitchValue >= 0 && pitchValue <= 2)) {
+      formError.textContent = 'Pitch must be between 0 and 2.';
+      return;
+    }
+    const fields: Omit<VoiceCreate, 'voice'> = {
+      engine: (engine.value || null) as VoiceCreate['engine'],
+      engine_voice: engineVoice.value || null,
+      speed: speedValue,
+      pitch: pitchValue,
+      method: method.value as (typeof METHODS)[number],
+      audio_path: orNull(audioPath.value),
+      text_path: orNull(textPath.value),
+      speaker_desc: orNull(speakerDesc.value),
+      scene_prompt: orNull(scenePrompt.value),
+    };
+    save.disabled = true;
+    (voice ? api.updateVoice(voice.voice, fields) : api.createVoice({ voice: name, ...fields }))
+      .then(async (result) => {
+        toast(`Saved the voice ${result.voice}.`, 'success');
+        await actions.saved(result);
+      })
+      .catch((e: unknown) => (formError.textContent = describeError(e)))
+      .finally(() => (save.disabled = false));
+  });
+  return form;
+}
