@@ -151,7 +151,9 @@ describe('espeak speech', () => {
 
   test('the event loop stays responsive while espeak speaks long replies for several connections', async () => {
     await character(withEspeak, 'Ada', 'bright');
-    const long = Array.from({ length: 12 }, (_, i) => `This is sentence number ${i + 1} of a rather long reply.`).join(' ');
+    // Run-on sentences: each takes espeak tens of milliseconds, which on the main thread would stall it.
+    const runOn = 'and then we walked along the river past the old mill and the bakery and the school ';
+    const long = Array.from({ length: 4 }, (_, i) => `Part ${i + 1}: ${runOn.repeat(4).trim()}.`).join(' ');
     engines.chat.script(() => ({ tokens: tokenize(long) }));
     const group = await Promise.all([1, 2, 3, 4].map(() => connect(withEspeak)));
     const delay = monitorEventLoopDelay({ resolution: 5 });
@@ -160,11 +162,11 @@ describe('espeak speech', () => {
     for (const c of group) {
       const start = await c.next('text_stream_start');
       const { pcm } = await audioOf(c, start.data.message_id);
-      assert.ok(pcm.length / 2 / 22_050 > 20, 'the whole long reply was spoken');
+      assert.ok(pcm.length / 2 / 22_050 > 30, 'the whole long reply was spoken');
     }
     delay.disable();
-    const maxMs = delay.max / 1e6;
-    assert.ok(maxMs < 150, `event loop delay reached ${maxMs.toFixed(1)} ms`);
+    const [p99, max] = [delay.percentile(99) / 1e6, delay.max / 1e6];
+    assert.ok(p99 < 60, `event loop delay p99 ${p99.toFixed(1)} ms (max ${max.toFixed(1)} ms)`);
   });
 
   test('GET /api/voices/engines lists the engine voice ids', async () => {
