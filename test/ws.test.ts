@@ -485,6 +485,24 @@ describe('REST API', () => {
     assert.equal(page.status, 400);
   });
 
+  test('/metrics counts turns, errors by code, sessions and LLM latency', async () => {
+    const scrape = async () => (await (await fetch(`${chorus.httpUrl}/metrics`)).text());
+    const value = (text: string, name: string) => Number(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    const before = await scrape();
+    const client = await connect();
+    client.send({ type: 'user_message', data: { text: 'Bob?' } });
+    await client.next('text_stream_stop');
+    client.send({ type: 'nonsense' });
+    await client.next('error');
+    const after = await scrape();
+    assert.equal(value(after, 'chorus_turns_total') - value(before, 'chorus_turns_total'), 1);
+    assert.equal(value(after, 'chorus_llm_first_token_seconds_count') - value(before, 'chorus_llm_first_token_seconds_count'), 1);
+    assert.equal(value(after, 'chorus_errors_total{code="unknown_type"}') - value(before, 'chorus_errors_total{code="unknown_type"}'), 1);
+    assert.ok(value(after, 'chorus_open_sessions') >= 1);
+    assert.match(after, /^process_resident_memory_bytes /m);
+    assert.match(after, /^chorus_event_loop_delay_seconds_count /m);
+  });
+
   test('/healthz answers', async () => {
     const health = (await (await fetch(`${chorus.httpUrl}/healthz`)).json()) as { status: string };
     assert.equal(health.status, 'ok');

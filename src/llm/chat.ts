@@ -5,6 +5,7 @@ import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { Config } from '../config.ts';
 import type { Character, Message, ModelSettings } from '../protocol.ts';
+import { metrics } from '../metrics.ts';
 import { ReplyCleaner } from './reply-cleaner.ts';
 
 export interface HistoryEntry {
@@ -131,12 +132,18 @@ export class ChatLLM {
     const timer = setTimeout(() => idle.abort(), this.llm.timeoutMs);
     const both = AbortSignal.any([signal, idle.signal]);
     const cleaner = new ReplyCleaner(nameVariants(character.name));
+    const sentAt = metrics.now();
+    let first = true;
     try {
       const stream = await client.chat.completions.create(this.requestBody(character, cast), { signal: both });
       for await (const chunk of stream) {
         timer.refresh(); // the timeout is for silence, not for the reply's length
         const delta = chunk.choices[0]?.delta?.content;
         if (delta) {
+          if (first) {
+            first = false;
+            metrics.llmFirstToken(metrics.secondsSince(sentAt));
+          }
           const text = cleaner.push(delta);
           if (text) yield text;
         }

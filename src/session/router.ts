@@ -10,6 +10,7 @@ import { crudChanges, isCrudType, runCrud } from '../db/handlers.ts';
 import type { Repo } from '../db/repo.ts';
 import { NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
+import { metrics } from '../metrics.ts';
 import * as p from '../protocol.ts';
 import type { Character, ErrorCode, ServerMessage } from '../protocol.ts';
 import type { SttEngine } from '../transcribe/engine.ts';
@@ -79,7 +80,11 @@ export class WebSocketRouter {
   private readonly transcribe: Transcribe | undefined;
   private readonly chat: ChatLLM;
   private readonly conversation: ConversationLog;
-  private readonly turns = new AsyncQueue<string>();
+  private readonly turns = new AsyncQueue<{ text: string; receivedAt: bigint }>();
+  /** When the user message of the running turn arrived, until its first audio frame is sent. */
+  private firstAudioFrom: bigint | undefined;
+  /** When the last utterance ended, until its final transcript. */
+  private utteranceEndedAt: bigint | undefined;
   private readonly logger: Logger;
   private cast: Character[] = [];
   private generation = 0;
@@ -92,6 +97,7 @@ export class WebSocketRouter {
     private readonly deps: SessionDeps,
   ) {
     this.writer = new SocketWriter(ws);
+    metrics.sessionOpened(); // paired with close(), which runs whenever the socket closes
     this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
     this.chat = new ChatLLM(deps.llm, deps.userName);
     this.conversation = new ConversationLog(deps.repo, randomUUID(), () => this.cast.map((c) => c.id), (message) =>
@@ -102,7 +108,13 @@ export class WebSocketRouter {
       const error = (code: ErrorCode, message: string) => this.error(code, message);
       const speech = new Speech({ ...deps.tts, sentences: this.sentences, audio: this.audio, generation, error, logger: this.logger });
       this.speech = speech;
-      this.streamer = new AudioStreamer({ audio: this.audio, writer: this.writer, generation, released: (n) => speech.released(n) });
+      this.streamer = new AudioStreamer({
+        audio: this.audio,
+        writer: this.writer,
+        generation,
+        released: (n) => speech.released(n),
+        onFirstFrame: () => this.firstAudioSent(),
+      });
     }
     if (deps.stt) this.transcribe = this.createTranscribe(deps.stt);
   }
@@ -116,7 +128,12 @@ export class WebSocketRouter {
         state: (state) => this.send({ type: 'stt_state', data: { state } }),
         update: (text) => this.send({ type: 'stt_update', text }),
         stabilized: (text) => this.send({ type: 'stt_stabilized', text }),
+        utterance: () => {
+          this.utteranceEndedAt = metrics.now();
+        },
         final: (text) => {
+          if (this.utteranceEndedAt !== undefined) metrics.sttLatency(metrics.secondsSince(this.utteranceEndedAt));
+          this.utteranceEndedAt = undefined;
           this.send({ type: 'stt_final', text });
           this.inOrder(() => this.queueTurn(text, { type: 'stt_final' }));
         },
@@ -157,6 +174,7 @@ export class WebSocketRouter {
   /** Cancels everything in flight and stores what is pending. */
   async close(): Promise<void> {
     crudChanges.off('characters', this.reloadCast);
+    metrics.sessionClosed();
     this.turns.close();
     this.current?.controller.abort(new Error('connection closed'));
     await this.current?.done;
@@ -178,6 +196,7 @@ export class WebSocketRouter {
   }
 
   error(code: ErrorCode, message: string, req?: Request): void {
+    metrics.error(code);
     this.send({ type: 'error', data: { code, message, ...(req ? { request_type: req.type } : {}) }, ...(req ? echo(req) : {}) });
   }
 
@@ -242,7 +261,10 @@ export class WebSocketRouter {
   private async crud(type: Parameters<typeof runCrud>[1], data: unknown, req: Request): Promise<void> {
     const result = await runCrud(this.deps.repo, type, data);
     if (result.ok) this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
-    else this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
+    else {
+      metrics.error('db_error');
+      this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
+    }
   }
 
   // -- handlers ----------------------------------------------------------------------------
@@ -252,12 +274,14 @@ export class WebSocketRouter {
       this.error('invalid_payload', 'Invalid user_message: data.text must not be blank.', req);
       return;
     }
-    this.turns.push(text);
+    this.turns.push({ text, receivedAt: metrics.now() });
   }
 
   /** Cancels the running turn and everything queued for speech, then acknowledges. */
   async interrupt(): Promise<void> {
+    const startedAt = metrics.now();
     this.generation++;
+    this.firstAudioFrom = undefined;
     this.sentences.clear();
     const current = this.current;
     if (current) {
@@ -267,6 +291,7 @@ export class WebSocketRouter {
     this.speech?.interrupt();
     this.streamer?.interrupt();
     this.send({ type: 'interrupt_ack' });
+    metrics.interrupt(metrics.secondsSince(startedAt));
   }
 
   updateModelSettings(patch: Partial<p.ModelSettings>, req: Request): void {
@@ -336,12 +361,20 @@ export class WebSocketRouter {
 
   // -- turns -------------------------------------------------------------------------------
 
+  private firstAudioSent(): void {
+    if (this.firstAudioFrom === undefined) return;
+    metrics.firstAudio(metrics.secondsSince(this.firstAudioFrom));
+    this.firstAudioFrom = undefined;
+  }
+
   private async loadCast(): Promise<void> {
     this.cast = await this.deps.repo.listActiveCharacters();
   }
 
   private async turnLoop(): Promise<void> {
-    for await (const text of this.turns) {
+    for await (const { text, receivedAt } of this.turns) {
+      metrics.turnStarted();
+      this.firstAudioFrom = receivedAt;
       const controller = new AbortController();
       const turn = new ConversationTurn(text, {
         chat: this.chat,

@@ -5,6 +5,7 @@
 // synthesis in flight. It also bounds what waits for a slow client: past MAX_QUEUED_AUDIO_BYTES
 // unsent, it stops synthesizing until the audio streamer catches up.
 import type { Logger } from 'pino';
+import { metrics } from '../metrics.ts';
 import type { ErrorCode } from '../protocol.ts';
 import type { AudioItem, SentenceItem } from '../session/items.ts';
 import type { AsyncQueue } from '../util/async-queue.ts';
@@ -81,8 +82,10 @@ export class Speech {
     try {
       const voice = await this.deps.voices.resolve(item.speaker.voice);
       const { engine } = this.deps;
+      const startedAt = metrics.now();
       for await (const pcm of engine.synthesize(text, voice, controller.signal)) {
         if (item.generation !== this.deps.generation()) break;
+        if (chunkIndex === 0) metrics.ttsFirstByte(metrics.secondsSince(startedAt));
         this.queuedBytes += pcm.length;
         this.deps.audio.push({
           kind: 'chunk',
