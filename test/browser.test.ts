@@ -177,6 +177,12 @@ describe('chat', () => {
     assert.deepEqual(names, ['Harlan Graves', 'Mira Vance', 'Pip Sprocket']);
     await page.waitForFunction(() => document.querySelectorAll('.msg-char.is-replying').length === 0);
 
+    // The page shows who is speaking while the audio plays (seconds of it are still to come here).
+    await page.locator('.msg-char.is-speaking .msg-status', { hasText: 'speaking' }).first().waitFor();
+    await page.locator('.status-line .activity', { hasText: 'is speaking' }).waitFor();
+    await page.locator('.conv-row .conv-title', { hasText: 'Hello everyone' }).waitFor();
+    await page.screenshot({ path: SCREENSHOT });
+
     // Playback: every frame the server sent for each message is on the clock, and nothing else.
     await proxy.waitFor(() => conn.serverMessages('audio_stream_stop').length === 3, 'three audio streams to finish', 30_000);
     const ids = serverMessageIds(conn, 'audio_stream_start');
@@ -209,11 +215,6 @@ describe('chat', () => {
     assert.ok(late <= 2, `${late} frames inside a message arrived too late to play gaplessly`);
     assert.equal(playback.discardedFrames, 0);
 
-    // The page shows who is speaking while the audio plays.
-    await page.locator('.msg-char.is-speaking .msg-status', { hasText: 'speaking' }).first().waitFor();
-    await page.locator('.status-line .activity', { hasText: 'is speaking' }).waitFor();
-    await page.locator('.conv-row .conv-title', { hasText: 'Hello everyone' }).waitFor();
-    await page.screenshot({ path: SCREENSHOT });
   });
 
   test('stop cuts the sound at once, and frames of the cancelled message that still arrive are not scheduled', async () => {
