@@ -1,5 +1,6 @@
 // Environment → typed, validated configuration. Every variable is documented in
 // docs/configuration.md; a bad value stops start-up with one clear line per problem.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 const bool = z
@@ -37,7 +38,9 @@ const envSchema = z.object({
   TTS_SAMPLE_RATE: int(8000, 48_000).default(24_000),
   TTS_DEFAULT_VOICE: z.string().min(1).optional(),
   TTS_TIMEOUT_MS: int(100, 600_000).default(15_000),
-  ESPEAK_WORKERS: int(1, 16).default(2),
+  // One core stays free for the event loop: synthesis bursts must never starve it.
+  ESPEAK_WORKERS: int(1, 16).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
+  AUDIO_LEAD_MS: int(0, 600_000).default(1500),
 
   // Speech input (docs/configuration.md, "Speech input")
   STT_ENGINE: z.preprocess(emptyToUndefined, z.enum(['openai', 'whisper', 'none']).optional()),
@@ -89,6 +92,8 @@ export interface Config {
     defaultVoice: string | undefined;
     timeoutMs: number;
     espeakWorkers: number;
+    /** How far ahead of the client's playback audio is sent; 0 sends it as soon as it exists. */
+    audioLeadMs: number;
   };
   stt: {
     /** `none` when nothing is configured: speech input answers with SPEECH_INPUT_NOT_CONFIGURED. */
@@ -156,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       defaultVoice: e.TTS_DEFAULT_VOICE,
       timeoutMs: e.TTS_TIMEOUT_MS,
       espeakWorkers: e.ESPEAK_WORKERS,
+      audioLeadMs: e.AUDIO_LEAD_MS,
     },
     stt: sttConfig(e),
   };

@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   if (!llm.client) logger.warn('no LLM API key: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server)');
 
   const engine = await createTtsEngine(config.tts);
-  const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger) };
+  const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger), audioLeadMs: config.tts.audioLeadMs };
   logger.info({ tts: engine?.name ?? 'none' }, 'speech output');
 
   const sttEngine = await createSttEngine(config.stt);

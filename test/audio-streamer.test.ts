@@ -35,7 +35,7 @@ async function pair() {
   let generation = 0;
   let released = 0;
   const writer = new SocketWriter(ws);
-  const streamer = new AudioStreamer({ audio, writer, generation: () => generation, released: (n) => (released += n) });
+  const streamer = new AudioStreamer({ audio, writer, generation: () => generation, released: (n) => (released += n), leadMs: 0 });
   const done = streamer.run();
   return {
     client, audio, streamer, writer, done,

@@ -1,7 +1,6 @@
 // Speech output end to end: real WebSocket clients, the real server, real espeak synthesis in
 // worker threads, and the openai engine against a loopback /v1/audio/speech server.
 import assert from 'node:assert/strict';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Character } from '../src/protocol.ts';
 import type { TtsEngine } from '../src/speech/engine.ts';
@@ -149,26 +148,6 @@ describe('espeak speech', () => {
     assert.equal(reply.type === 'error' && reply.data.code, 'not_found');
   });
 
-  test('the event loop stays responsive while espeak speaks long replies for several connections', async () => {
-    await character(withEspeak, 'Ada', 'bright');
-    // Run-on sentences: each takes espeak tens of milliseconds, which on the main thread would stall it.
-    const runOn = 'and then we walked along the river past the old mill and the bakery and the school ';
-    const long = Array.from({ length: 4 }, (_, i) => `Part ${i + 1}: ${runOn.repeat(4).trim()}.`).join(' ');
-    engines.chat.script(() => ({ tokens: tokenize(long) }));
-    const group = await Promise.all([1, 2, 3, 4].map(() => connect(withEspeak)));
-    const delay = monitorEventLoopDelay({ resolution: 5 });
-    delay.enable();
-    for (const c of group) c.send({ type: 'user_message', data: { text: 'Ada, talk to me.' } });
-    for (const c of group) {
-      const start = await c.next('text_stream_start');
-      const { pcm } = await audioOf(c, start.data.message_id);
-      assert.ok(pcm.length / 2 / 22_050 > 30, 'the whole long reply was spoken');
-    }
-    delay.disable();
-    const [p99, max] = [delay.percentile(99) / 1e6, delay.max / 1e6];
-    assert.ok(p99 < 60, `event loop delay p99 ${p99.toFixed(1)} ms (max ${max.toFixed(1)} ms)`);
-  });
-
   test('GET /api/voices/engines lists the engine voice ids', async () => {
     const body = (await (await fetch(`${withEspeak.httpUrl}/api/voices/engines`)).json()) as { engines: Array<{ engine: string; sample_rate: number; voices: string[] }> };
     assert.equal(body.engines[0]?.engine, 'espeak');
@@ -272,6 +251,39 @@ describe('openai speech', () => {
   });
 
   test('a client that stops reading holds bounded memory, gets everything later, and others keep streaming', async () => {
+    // Without pacing the server sends as fast as audio is made: only back-pressure holds it.
+    const db = (await openTestDatabases())[0]!.database;
+    const unpaced = await startChorus({ database: db, env: { LLM_BASE_URL: engines.baseUrl, LLM_API_KEY: 'k', AUDIO_LEAD_MS: '0' }, tts: openai });
+    try {
+      await backPressure(unpaced);
+    } finally {
+      await unpaced.close();
+    }
+  });
+
+  test('audio is paced to playback: sent no further ahead of it than AUDIO_LEAD_MS', async () => {
+    await character(withOpenai, 'Nova', 'nova');
+    const text = 'A sentence of some length, spoken at an even pace. Then another one follows it.';
+    engines.chat.enqueue({ tokens: tokenize(text) });
+    const client = await connect(withOpenai);
+    client.send({ type: 'user_message', data: { text: 'Nova?' } });
+    const start = await client.next('text_stream_start');
+    const { pcm } = await audioOf(client, start.data.message_id);
+    const binary = client.frames.flatMap((f, i) => (f.type === 'binary' ? [client.arrivedAt[i]!] : []));
+    const elapsed = binary.at(-1)! - binary[0]!;
+    const last = client.frames.filter((f) => f.type === 'binary').at(-1);
+    const lastSeconds = last?.type === 'binary' ? last.data.length / 2 / 24_000 : 0;
+    const seconds = pcm.length / 2 / 24_000;
+    // The speech server made all of it in milliseconds; the last frame can only leave once the
+    // client has less than the lead (1.5 s) left to play of the audio before it.
+    assert.ok(seconds > 3, `${seconds} s of audio`);
+    const earliest = (seconds - lastSeconds - 1.5) * 1000;
+    assert.ok(elapsed >= earliest - 50, `all ${seconds.toFixed(2)} s of audio arrived within ${elapsed.toFixed(0)} ms (paced, not before ${earliest.toFixed(0)} ms)`);
+  });
+});
+
+async function backPressure(withOpenai: ChorusUnderTest): Promise<void> {
+  {
     await character(withOpenai, 'Nova', 'nova');
     const long = Array.from({ length: 120 }, (_, i) => `Sentence ${i + 1} is here to make a very long spoken reply.`).join(' ');
     engines.chat.enqueue({ tokens: tokenize(long) }, { tokens: tokenize('A short answer for the other client.') });
@@ -309,8 +321,8 @@ describe('openai speech', () => {
     const spoken = engines.speech.requests.filter((r) => r.body.input !== 'A short answer for the other client.');
     const expected = spoken.reduce((n, r) => n + synthesizeSpeech(r.body.input!, r.body.voice!, { sampleRate: 24_000, speed: 1.25 }).length, 0);
     assert.equal(pcm.length, expected, 'nothing was lost while the client was not reading');
-  });
-});
+  }
+}
 
 /** Resolves when `condition` holds, checking on every turn of the event loop; rejects after `timeoutMs`. */
 function waitUntil(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {

@@ -3,7 +3,10 @@
 // then each audio_chunk header with its binary frame right behind it, and audio_stream_stop
 // after the last — only for a stream it started. It waits for a slow client before each frame,
 // and drops every item of an older generation, so after an interrupt no frame of a cancelled
-// message can leave, however late it arrives.
+// message can leave, however late it arrives. Audio is paced to playback: a frame leaves when
+// the client has less than `leadMs` of audio left to play, so neither the socket nor the client
+// holds more than that, and a fast engine's output reaches the client as a steady stream
+// rather than a burst (what is not yet sent waits in the audio queue, where Speech bounds it).
 import type { ServerMessage } from '../protocol.ts';
 import type { AsyncQueue } from '../util/async-queue.ts';
 import type { AudioItem, Speaker } from './items.ts';
@@ -17,6 +20,8 @@ export interface AudioStreamerDeps {
   released: (bytes: number) => void;
   /** Told when a message's first frame is sent (for metrics). */
   onFirstFrame?: (speaker: Speaker) => void;
+  /** Audio sent ahead of the client's playback; 0 = no pacing. */
+  leadMs: number;
 }
 
 const ids = (s: Speaker) => ({ character_id: s.character_id, character_name: s.character_name, message_id: s.message_id });
@@ -54,6 +59,7 @@ export class AudioStreamer {
     const { writer, generation } = this.deps;
     try {
       if (item.generation !== generation()) return;
+      await this.paced();
       if (writer.congested) await this.clientReady();
       if (item.generation !== generation() || !writer.open) return; // re-checked after the wait
       if (this.open?.message_id !== item.speaker.message_id) {
@@ -78,6 +84,20 @@ export class AudioStreamer {
     if (this.open?.message_id !== item.speaker.message_id) return; // no frame was sent: no stream to stop
     this.send({ type: 'audio_stream_stop', data: ids(this.open) });
     this.open = undefined;
+  }
+
+  /** Waits until the client has less than leadMs of audio left to play (or an interrupt). */
+  private paced(): Promise<void> | undefined {
+    const { leadMs } = this.deps;
+    const wait = this.playbackEndsAt - performance.now() - leadMs;
+    if (leadMs === 0 || wait <= 0) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, wait);
+      this.wakeInterrupted = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** Waits for the client to read, or for an interrupt that makes waiting moot. */

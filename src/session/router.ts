@@ -34,7 +34,7 @@ export interface SessionDeps {
   userName: string;
   maxMessageBytes: number;
   /** Speech output; absent when TTS_ENGINE=none (text only). */
-  tts: { engine: TtsEngine; voices: VoiceResolver } | undefined;
+  tts: { engine: TtsEngine; voices: VoiceResolver; audioLeadMs: number } | undefined;
   /** Speech input; absent when STT_ENGINE=none. */
   stt: { engine: SttEngine; vad: VadModel; config: Config['stt'] } | undefined;
   logger: Logger;
@@ -114,6 +114,7 @@ export class WebSocketRouter {
         generation,
         released: (n) => speech.released(n),
         onFirstFrame: () => this.firstAudioSent(),
+        leadMs: deps.tts.audioLeadMs,
       });
     }
     if (deps.stt) this.transcribe = this.createTranscribe(deps.stt);

@@ -8,12 +8,15 @@ export type Frame = ServerMessage | { type: 'binary'; data: Buffer };
 
 export class TestClient {
   readonly frames: Frame[] = [];
+  /** When each frame arrived (performance.now()), by index. */
+  readonly arrivedAt: number[] = [];
   readonly errors: string[] = [];
   private listeners = new Set<() => void>();
   private cursor = 0;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.arrivedAt.push(performance.now());
       if (isBinary) this.frames.push({ type: 'binary', data: Buffer.from(data) });
       else this.frames.push(this.parse(data.toString('utf8')));
       for (const wake of this.listeners) wake();
