@@ -24,7 +24,7 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
   const config = loadConfig({ PORT: '0', WEB_DIR: './no-such-dir', LOG_LEVEL: 'silent', ...opts.env });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
   const repo = new Repo(opts.database);
-  const tts = opts.tts && { engine: opts.tts, voices: new VoiceResolver(repo, opts.tts, logger) };
+  const tts = opts.tts && { engine: opts.tts, voices: new VoiceResolver(repo, opts.tts, logger), audioLeadMs: config.tts.audioLeadMs };
   const stt = opts.stt && { engine: opts.stt, vad: await loadVad(), config: config.stt };
   const sessions = new Set<WebSocketRouter>();
   const app = await buildApp({ config, database: opts.database, repo, llm: createLlm(config.llm), logger, tts, stt, sessions });
