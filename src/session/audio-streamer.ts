@@ -59,7 +59,8 @@ export class AudioStreamer {
     const { writer, generation } = this.deps;
     try {
       if (item.generation !== generation()) return;
-      await this.paced();
+      const pacing = this.paced(); // no await (and no microtask hop) when nothing is ahead
+      if (pacing) await pacing;
       if (writer.congested) await this.clientReady();
       if (item.generation !== generation() || !writer.open) return; // re-checked after the wait
       if (this.open?.message_id !== item.speaker.message_id) {

@@ -284,12 +284,12 @@ export class WebSocketRouter {
     this.generation++;
     this.firstAudioFrom = undefined;
     this.sentences.clear();
+    this.speech?.interrupt(); // synthesis stops while the turn unwinds
     const current = this.current;
     if (current) {
       current.controller.abort(new Error('interrupted'));
       await current.done;
     }
-    this.speech?.interrupt();
     this.streamer?.interrupt();
     this.send({ type: 'interrupt_ack' });
     metrics.interrupt(metrics.secondsSince(startedAt));

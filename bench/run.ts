@@ -1,0 +1,408 @@
+// npm run bench: what the server adds to a voice conversation, in numbers. Starts the real server
+// as its own process against the loopback engine server of the tests (running here, in the bench
+// process), drives real WebSocket sessions, measures, prints a table, writes
+// bench/results/latest.json, docs/performance.md and docs/latency.svg, and exits 1 when a target
+// is missed (2 when the run itself failed). See docs/performance.md.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startEngineServer } from '../test/support/engine-server.ts';
+import { analyzeStep } from './analyze.ts';
+import { BenchClient, newTurn } from './client.ts';
+import { benchPglite, benchPostgres } from './db.ts';
+import { benchEspeak, benchVad } from './engines.ts';
+import {
+  type BenchResult,
+  checkTargets,
+  consoleReport,
+  latencySvg,
+  type LoadFigures,
+  resultsMarkdown,
+  type StepReport,
+  updatePerformancePage,
+} from './report.ts';
+import { newestProfile, summarizeProfile } from './profile.ts';
+import { startServer } from './server.ts';
+import { benchSpeechInput, TRAILING_SILENCE_MS } from './speech-input.ts';
+import { runStep, Tracker } from './step.ts';
+import { planTurn } from './replies.ts';
+import { prng } from './stats.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+const HELP = `npm run bench -- [options]
+
+  --sessions N          concurrent sessions of the latency step (default 50)
+  --load-sessions N,..  concurrent sessions of the load step(s), up to 500 (default 200; 0 = none)
+  --duration S          seconds of turns per step (default 20)
+  --interrupt-every N   every Nth turn of a session is interrupted (default 4; 0 = never)
+  --seed N              seed of the scripted conversation (default 1)
+  --tts-realtime F      pace of the fake TTS: 1 = real time (default), 0.25 = four times as fast
+  --tts-ms-per-char N   audio the fake TTS makes per character of text (default 60, about speaking pace)
+  --quick               fewer engine and database samples (for a smoke test)
+  --results FILE        where to write the JSON (default bench/results/latest.json)
+  --docs DIR            where to write performance.md and latency.svg (default docs)
+  --no-docs             do not write docs
+  --profile             run the server with --cpu-prof and list its hottest functions
+  --db-messages N       messages inserted per database (default 500; 0 skips the database figures)
+  --no-engines          skip the espeak / Silero VAD figures
+  --from FILE           do not run: print the report of a result file and re-render the docs from it
+  --help                this text
+
+Environment: DATABASE_URL (the server's database instead of a temporary DATA_DIR),
+BENCH_DATABASE_URL or TEST_DATABASE_URL (PostgreSQL for the database figures).`;
+
+export interface BenchOptions {
+  sessions: number;
+  loadSessions: number[];
+  durationS: number;
+  interruptEvery: number;
+  seed: number;
+  results: string;
+  docs: string | undefined;
+  profile: boolean;
+  dbMessages: number;
+  engines: boolean;
+  ttsRealtime: number;
+  ttsMsPerChar: number;
+  quick: boolean;
+  /** Re-render from this result file instead of running. */
+  from: string | undefined;
+  log: (line: string) => void;
+}
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      sessions: { type: 'string', default: '50' },
+      'load-sessions': { type: 'string', default: '200' },
+      duration: { type: 'string', default: '20' },
+      'interrupt-every': { type: 'string', default: '4' },
+      seed: { type: 'string', default: '1' },
+      'tts-realtime': { type: 'string', default: '1' },
+      'tts-ms-per-char': { type: 'string', default: '60' },
+      quick: { type: 'boolean', default: false },
+      results: { type: 'string', default: join(ROOT, 'bench/results/latest.json') },
+      docs: { type: 'string', default: join(ROOT, 'docs') },
+      'no-docs': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      'db-messages': { type: 'string', default: '500' },
+      'no-engines': { type: 'boolean', default: false },
+      from: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const int = (name: string, raw: string, min: number, max: number) => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer from ${min} to ${max}, not ${JSON.stringify(raw)}`);
+    return n;
+  };
+  const duration = Number(values.duration);
+  if (!(duration > 0 && duration <= 3600)) throw new Error(`--duration must be a number of seconds from 0 to 3600, not ${JSON.stringify(values.duration)}`);
+  const realtime = Number(values['tts-realtime']);
+  if (!(realtime >= 0 && realtime <= 10)) throw new Error(`--tts-realtime must be a number from 0 to 10, not ${JSON.stringify(values['tts-realtime'])}`);
+  return {
+    sessions: int('sessions', values.sessions, 1, 500),
+    loadSessions: values['load-sessions']
+      .split(',')
+      .map((s) => int('load-sessions', s.trim(), 0, 500))
+      .filter((n) => n > 0),
+    durationS: duration,
+    interruptEvery: int('interrupt-every', values['interrupt-every'], 0, 1000),
+    seed: int('seed', values.seed, 0, 2 ** 31),
+    results: resolve(values.results),
+    docs: values['no-docs'] ? undefined : resolve(values.docs),
+    profile: values.profile,
+    dbMessages: int('db-messages', values['db-messages'], 0, 100_000),
+    engines: !values['no-engines'],
+    ttsRealtime: realtime,
+    ttsMsPerChar: int('tts-ms-per-char', values['tts-ms-per-char'], 1, 1000),
+    quick: values.quick,
+    from: values.from === undefined ? undefined : resolve(values.from),
+    log: (line) => console.log(line),
+  };
+}
+
+/** The engines' timing in the bench: a realistic hosted LLM and a real-time-paced TTS. */
+const LLM = { firstTokenDelayMs: 300, tokenDelayMs: [20, 30] as [number, number] };
+const TTS = { firstByteDelayMs: 150, chunkMs: 20, sampleRate: 24_000 };
+
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const started = Date.now();
+  const notes: string[] = [];
+  const log = (line: string) => o.log(line.startsWith('\n') ? `\n[${elapsed()}] ${line.slice(1)}` : line.startsWith(' ') ? line : `[${elapsed()}] ${line}`);
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s`;
+  await mkdir(dirname(o.results), { recursive: true });
+
+  const engines = await startEngineServer({
+    model: 'bench-model',
+    chat: { firstTokenDelayMs: LLM.firstTokenDelayMs, tokenDelayMs: LLM.tokenDelayMs[0] },
+    speech: { ...TTS, msPerChar: o.ttsMsPerChar, realtimeFactor: o.ttsRealtime },
+    transcription: { text: 'Mira, what do you see out there?', delayMs: 100 },
+  });
+  const tracker = new Tracker({ sampleRate: TTS.sampleRate, msPerChar: o.ttsMsPerChar });
+  const installScripts = () => {
+    engines.chat.script((request) => tracker.chatReply(request));
+    engines.speech.script((request) => tracker.speechReply(request));
+  };
+  installScripts();
+
+  const dataDir = await mkdtemp(join(tmpdir(), 'chorus-bench-'));
+  const profileDir = o.profile ? join(dirname(o.results), 'profile') : undefined;
+  if (profileDir) {
+    await rm(profileDir, { recursive: true, force: true });
+    await mkdir(profileDir, { recursive: true });
+  }
+  const databaseUrl = process.env.DATABASE_URL;
+  const env: Record<string, string> = {
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
+    LLM_BASE_URL: engines.baseUrl,
+    LLM_API_KEY: 'bench',
+    LLM_MODEL: 'bench-model',
+    TTS_ENGINE: 'openai',
+    TTS_BASE_URL: engines.baseUrl,
+    TTS_SAMPLE_RATE: String(TTS.sampleRate),
+    STT_ENGINE: 'openai',
+    STT_BASE_URL: engines.baseUrl,
+    STT_END_SILENCE_MS: String(TRAILING_SILENCE_MS),
+    STT_END_SILENCE_MS_SHORT: String(TRAILING_SILENCE_MS),
+    STT_END_SILENCE_MS_LONG: String(TRAILING_SILENCE_MS),
+    LOG_LEVEL: 'warn',
+    SEED_STARTER_CAST: 'true',
+    WEB_DIR: join(dataDir, 'no-web-client'),
+  };
+  // A smoke test (--quick) measures the engines and databases while the server starts, to save
+  // time; a real run measures them after the server has stopped, on a machine otherwise idle.
+  const sideBenches = o.quick ? runSideBenches(o, log) : undefined;
+  sideBenches?.catch(() => {});
+  log(`Starting the server (node --import tsx src/main.ts) on ${databaseUrl ? 'DATABASE_URL' : `a fresh DATA_DIR (${dataDir})`} …`);
+  const server = await startServer({ root: ROOT, env, logFile: join(dirname(o.results), 'server.log'), ...(profileDir ? { profileDir } : {}) });
+
+  const steps: StepReport[] = [];
+  const windows: Array<[bigint, bigint]> = [];
+  const load: LoadFigures[] = [];
+  let speechInput: BenchResult['speech_input'] = { end_of_speech_to_final_ms: null, overhead_ms: null, note: 'not measured' };
+  let rssIdle = 0;
+  try {
+    // Warm-up: one turn with audio loads whatever the server loads lazily, so the idle RSS is honest.
+    const warm = await BenchClient.connect(server.wsUrl, -1, (p) => notes.push(`warm-up: ${p}`));
+    const plan = planTurn({ tag: 0, session: -1, turn: 0, names: warm.names, random: prng(o.seed), llm: LLM, interruptEvery: 0 });
+    const turn = newTurn(plan);
+    tracker.register(turn);
+    warm.startTurn(turn);
+    if (!(await warm.waitFor(() => turn.audioStopAt !== undefined, 30_000))) throw new Error(`the warm-up turn did not finish:\n${server.tail()}`);
+    await warm.close();
+    await new Promise((r) => setTimeout(r, 500));
+    await server.collectGarbage(); // what start-up left behind (PGlite's load buffers) is not the idle footprint
+    await new Promise((r) => setTimeout(r, 500));
+    rssIdle = server.rssMb();
+    log(`Server up (pid ${server.pid}), idle RSS ${rssIdle.toFixed(0)} MB after a warm-up turn.`);
+
+    // Speech input, when the server has it.
+    speechInput = await benchSpeechInput({ server, engines, log, quick: o.quick });
+
+    let tag = 1000;
+    const stepSizes = [o.sessions, ...o.loadSessions.filter((n) => n !== o.sessions)];
+    for (const sessions of stepSizes) {
+      engines.reset();
+      tracker.clear();
+      installScripts();
+      log(`\nStep: ${sessions} sessions, ${o.durationS} s`);
+      await server.collectGarbage();
+      const step = await runStep({
+        server,
+        engines,
+        tracker,
+        sessions,
+        durationS: o.durationS,
+        seed: o.seed + sessions,
+        llm: LLM,
+        interruptEvery: o.interruptEvery,
+        firstTag: tag,
+        log,
+      });
+      tag = step.nextTag + 1000;
+      windows.push(step.window);
+      const analysis = analyzeStep(step.turns, sessions);
+      const strays = step.strays.map((r) => `a speech request no turn expects: ${JSON.stringify(r.body.input).slice(0, 80)}`);
+      const problems = [...step.problems, ...analysis.problems, ...strays];
+      steps.push({
+        sessions,
+        duration_s: o.durationS,
+        turns: analysis.turns,
+        completed: analysis.completed,
+        interrupts: analysis.interrupts,
+        errors: problems.length,
+        problems: problems.slice(0, 20),
+        figures: analysis.figures,
+        profiles: analysis.profiles,
+      });
+      const l = step.load;
+      load.push({
+        sessions,
+        turns: analysis.turns,
+        errors: problems.length,
+        window_s: l.window_s,
+        event_loop_delay_ms: l.event_loop_delay_ms,
+        rss_idle_mb: Math.round(rssIdle * 10) / 10,
+        rss_mb: l.rss_mb,
+        rss_mean_mb: l.rss_mean_mb,
+        rss_per_session_mb: Math.round(((l.rss_mb - rssIdle) / sessions) * 1000) / 1000,
+        cpu_seconds: l.cpu_seconds,
+        cpu_seconds_per_turn: analysis.turns > 0 ? Math.round((l.cpu_seconds / analysis.turns) * 10000) / 10000 : null,
+        cpu_utilization: l.cpu_utilization,
+        bench_loop_delay_ms: l.bench_loop_delay_ms,
+        bench_cpu_utilization: l.bench_cpu_utilization,
+        other_cpu_cores: l.other_cpu_cores,
+        server_metrics: l.server_metrics,
+      });
+      log(
+        `  text ${analysis.figures.text_overhead_ms.p50} / ${analysis.figures.text_overhead_ms.p99} ms, audio ${analysis.figures.audio_overhead_ms.p50} / ${analysis.figures.audio_overhead_ms.p99} ms, ` +
+          `loop p99 ${l.event_loop_delay_ms.p99} ms, RSS ${l.rss_mb} MB, ${problems.length} errors`,
+      );
+    }
+  } finally {
+    await server.stop();
+    await engines.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  const profileFile = profileDir ? newestProfile(profileDir) : undefined;
+  const profile = profileFile ? steps.map((step, i) => ({ sessions: step.sessions, ...summarizeProfile(profileFile, ROOT, windows.slice(i, i + 1)) })) : null;
+  if (profileDir && !profile) notes.push('--profile: the server wrote no CPU profile');
+
+  const { engines: enginesResult, database } = await (sideBenches ?? runSideBenches(o, log));
+
+  const latencyStep = steps[0];
+  if (!latencyStep) throw new Error('no step ran');
+  const result: BenchResult = {
+    schema: 1,
+    generated_at: new Date().toISOString(),
+    duration_s: Math.round((Date.now() - started) / 100) / 10,
+    machine: {
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
+      memory_gb: Math.round(totalmem() / 2 ** 30),
+      node: process.versions.node,
+      platform: `${process.platform} ${process.arch}`,
+    },
+    config: {
+      sessions: o.sessions,
+      load_sessions: o.loadSessions,
+      duration_s: o.durationS,
+      seed: o.seed,
+      interrupt_every: o.interruptEvery,
+      llm: { first_token_delay_ms: LLM.firstTokenDelayMs, token_delay_ms: LLM.tokenDelayMs },
+      tts: { first_byte_delay_ms: TTS.firstByteDelayMs, realtime_factor: o.ttsRealtime, chunk_ms: TTS.chunkMs, sample_rate: TTS.sampleRate, ms_per_char: o.ttsMsPerChar },
+      database: databaseUrl ? 'postgres' : 'pglite',
+    },
+    latency: { ...latencyStep.figures, turns: latencyStep.turns, interrupts: latencyStep.interrupts, errors: latencyStep.errors },
+    speech_input: speechInput,
+    load,
+    steps,
+    engines: enginesResult,
+    database,
+    profile,
+    targets: [],
+    pass: false,
+    notes,
+  };
+  result.targets = checkTargets(result);
+  result.pass = result.targets.every((t) => t.pass);
+  for (const step of steps) for (const p of step.problems.slice(0, 5)) notes.push(`${step.sessions} sessions: ${p}`);
+  return result;
+}
+
+
+/** espeak, Silero VAD and the databases, in this process. */
+async function runSideBenches(o: BenchOptions, log: (line: string) => void): Promise<Pick<BenchResult, 'engines' | 'database'>> {
+  const enginesResult: BenchResult['engines'] = { espeak: null, espeak_note: 'skipped (--no-engines)', silero_vad: null, silero_vad_note: 'skipped (--no-engines)' };
+  if (o.engines) {
+    log('\nEngines: espeak-ng, Silero VAD …');
+    try {
+      enginesResult.espeak = await benchEspeak(o.quick ? 1 : 3);
+      enginesResult.espeak_note = null;
+    } catch (error) {
+      enginesResult.espeak_note = `failed: ${message(error)}`;
+    }
+    try {
+      const vad = await benchVad(o.quick ? 100 : 1000);
+      enginesResult.silero_vad = vad.figures;
+      enginesResult.silero_vad_note = vad.note;
+    } catch (error) {
+      enginesResult.silero_vad_note = `failed: ${message(error)}`;
+    }
+  }
+  const database: BenchResult['database'] = { pglite: null, pglite_note: 'skipped (--db-messages 0)', postgres: null, postgres_note: 'skipped (--db-messages 0)' };
+  if (o.dbMessages > 0) {
+    log('Database: PGlite, PostgreSQL …');
+    const loads = o.quick ? 5 : 50;
+    try {
+      database.pglite = await benchPglite(o.dbMessages, loads);
+      database.pglite_note = null;
+    } catch (error) {
+      database.pglite_note = `failed: ${message(error)}`;
+    }
+    const pgUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+    if (!pgUrl) database.postgres_note = 'skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test)';
+    else {
+      try {
+        database.postgres = await benchPostgres(pgUrl, o.dbMessages, loads);
+        database.postgres_note = null;
+      } catch (error) {
+        database.postgres_note = `skipped: PostgreSQL at ${redact(pgUrl)} is not usable: ${message(error)}`;
+      }
+    }
+  }
+
+  return { engines: enginesResult, database };
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+const redact = (url: string) => url.replace(/\/\/[^@/]*@/, '//…@');
+
+export async function writeOutputs(result: BenchResult, o: Pick<BenchOptions, 'results' | 'docs'>): Promise<void> {
+  await mkdir(dirname(o.results), { recursive: true });
+  await writeFile(o.results, `${JSON.stringify(result, null, 2)}\n`);
+  if (o.docs) {
+    await mkdir(o.docs, { recursive: true });
+    const page = join(o.docs, 'performance.md');
+    const existing = await readFile(page, 'utf8').catch(() => undefined);
+    await writeFile(page, updatePerformancePage(existing, resultsMarkdown(result, 'latency.svg')));
+    await writeFile(join(o.docs, 'latency.svg'), latencySvg(result));
+  }
+}
+
+async function main(): Promise<number> {
+  let options: BenchOptions | 'help';
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    console.error(`${message(error)}\n\n${HELP}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  const result = options.from ? (JSON.parse(await readFile(options.from, 'utf8')) as BenchResult) : await runBench(options);
+  await writeOutputs(result, { ...options, results: options.from ?? options.results });
+  console.log(consoleReport(result));
+  console.log(`Wrote ${options.results}${options.docs ? `, ${join(options.docs, 'performance.md')} and ${join(options.docs, 'latency.svg')}` : ''}.`);
+  return result.pass ? 0 : 1;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error('The benchmark failed:', error);
+      process.exit(2);
+    },
+  );
+}
