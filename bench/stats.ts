@@ -46,17 +46,8 @@ export function profile(values: readonly number[]): { p: number; value: number }
   return [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1].map((p) => ({ p, value: round(quantile(sorted, p), 4) }));
 }
 
-/** mulberry32: a small deterministic PRNG, so a run's replies are reproducible from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG, so a run's replies are reproducible from its seed. */
+export { prng } from '../test/support/random.ts';
 
 export const ms = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
 

@@ -1,5 +1,6 @@
 // Tests of the streaming sentence splitter: where it splits, when (how much text it needs to
 // have seen), and that chunking never changes the result.
+import { prng } from './support/random.ts';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SentenceSplitter, splitSentences, type SplitterOptions } from '../src/llm/sentences.ts';
@@ -298,17 +299,6 @@ describe('chunking independence', () => {
       + 'Prof. X does not. 𝐁𝐨𝐥𝐝 letters are fine. The end.',
   ];
 
-  /** mulberry32: a tiny seeded PRNG, so a failure is reproducible. */
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
 
   /** Cuts text at random code-unit positions (so surrogate pairs get cut too). */
   function randomChunks(text: string, random: () => number): string[] {
