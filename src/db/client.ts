@@ -42,6 +42,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
 async function openPostgres(connectionString: string): Promise<Database> {
   // allowExitOnIdle: an idle pool alone does not keep the process (a CLI, a test) alive.
   const pool = new pg.Pool({ connectionString, allowExitOnIdle: true });
+  // An idle client the server drops (a restart, a terminated backend) emits 'error' on the pool;
+  // unhandled, that would end the process. The pool discards that client and the next query
+  // connects anew, so there is nothing else to do.
+  pool.on('error', () => {});
   try {
     const db = drizzlePg({ client: pool, schema });
     await withSessionLock(pool, MIGRATION_LOCK, () => migratePg(db, { migrationsFolder }));
