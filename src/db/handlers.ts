@@ -60,6 +60,7 @@ export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } |
 
 /** Change notices for sessions of this process (the cast they talk to). */
 export const crudChanges = new EventEmitter<{ characters: [] }>();
+crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
 export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Promise<CrudResult> {
   const operation = crudOps[type] as CrudOp<z.ZodType, ServerMessageType>;
