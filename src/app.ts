@@ -93,7 +93,7 @@ export async function buildApp(deps: AppDeps) {
     return reply.type(contentType).send(body);
   });
   app.get('/api/voices/engines', async () => engineVoices(deps.tts));
-  app.get('/ws', { websocket: true }, (socket) => openSession(socket, deps));
+  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps));
   for (const route of restRoutes) {
     app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps.repo) });
   }
@@ -115,7 +115,7 @@ function parseJsonBody(_req: FastifyRequest, body: string | Buffer, done: (err: 
   }
 }
 
-function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {
+function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps): void {
   const router = new WebSocketRouter(socket, {
     repo: deps.repo,
     llm: deps.llm,
@@ -124,7 +124,7 @@ function openSession(socket: import('ws').WebSocket, deps: AppDeps): void {
     tts: deps.tts,
     stt: deps.stt,
     logger: deps.logger,
-  });
+  }, tcp);
   // Frames that arrive while the session starts are held, so none is lost or reordered.
   const early: Array<[Buffer, boolean]> = [];
   let started = false;

@@ -3,6 +3,7 @@
 // time. Interrupts overtake everything: they are handled the moment they arrive, not queued
 // behind other requests (as Pipecat's system frames bypass the data queues).
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { z } from 'zod';
@@ -95,8 +96,9 @@ export class WebSocketRouter {
   constructor(
     ws: WebSocket,
     private readonly deps: SessionDeps,
+    tcp?: Socket,
   ) {
-    this.writer = new SocketWriter(ws);
+    this.writer = new SocketWriter(ws, tcp);
     metrics.sessionOpened(); // paired with close(), which runs whenever the socket closes
     this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
     this.chat = new ChatLLM(deps.llm, deps.userName);

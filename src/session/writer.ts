@@ -2,6 +2,7 @@
 // audio_chunk header and its binary frame adjacent (two synchronous sends, nothing between),
 // drops frames once the socket is gone, and tells the audio path when the client is not
 // reading fast enough (bytes handed to the socket but not yet written out).
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { ServerMessage, ServerMessageOf } from '../protocol.ts';
 
@@ -16,7 +17,11 @@ export class SocketWriter {
     if (this.pending < AUDIO_HIGH_WATER_BYTES) this.wake();
   };
 
-  constructor(private readonly ws: WebSocket) {
+  /** `tcp`: the connection's socket, corked around a header and its frame so both leave in one write. */
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly tcp?: Socket,
+  ) {
     ws.once('close', () => this.wake());
   }
 
@@ -35,8 +40,10 @@ export class SocketWriter {
 
   /** An audio_chunk header immediately followed by its PCM frame. */
   sendAudio(header: ServerMessageOf<'audio_chunk'>, pcm: Buffer): void {
+    this.tcp?.cork();
     this.write(JSON.stringify(header));
     this.write(pcm);
+    this.tcp?.uncork();
   }
 
   /** True while the client is behind: audio should wait for ready(). */
