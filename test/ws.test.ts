@@ -194,6 +194,19 @@ describe('a conversation turn', () => {
     assert.equal(request!.body.messages!.length, 2, 'system prompt and the new message only');
   });
 
+  test('a character created elsewhere joins open sessions before the create is answered', async () => {
+    const client = await connect();
+    const created = await fetch(`${chorus.httpUrl}/api/characters`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Zed', system_prompt: 'A newcomer.' }),
+    });
+    assert.equal(created.status, 201);
+    client.send({ type: 'user_message', data: { text: 'Zed, welcome!' } });
+    const start = await client.next('text_stream_start');
+    assert.equal(start.data.character_name, 'Zed');
+  });
+
   test('two connections keep separate histories', async () => {
     const one = await connect();
     const two = await connect();

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import * as p from '../protocol.ts';
-import type { ServerMessageOf, ServerMessageType } from '../protocol.ts';
+import type { Character, ServerMessageOf, ServerMessageType } from '../protocol.ts';
 import type { Repo } from './repo.ts';
 import { ConflictError, NotFoundError } from './repo.ts';
 
@@ -58,8 +58,8 @@ export const isCrudType = (type: string): type is CrudType => Object.hasOwn(crud
 export type CrudFailure = { ok: false; status: 400 | 404 | 409 | 500; error: string };
 export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } | CrudFailure;
 
-/** Change notices for sessions of this process (the cast they talk to). */
-export const crudChanges = new EventEmitter<{ characters: [] }>();
+/** Change notices for sessions of this process: the active cast after a change, loaded once for all. */
+export const crudChanges = new EventEmitter<{ characters: [active: Character[]] }>();
 crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
 export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Promise<CrudResult> {
@@ -68,11 +68,21 @@ export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Pro
   if (!parsed.success) return { ok: false, status: 400, error: `Invalid ${type} request: ${p.describeZodError(parsed.error)}` };
   try {
     const data = await operation.run(repo, parsed.data);
-    if (operation.changes) crudChanges.emit(operation.changes);
+    if (operation.changes) await announceCast(repo);
     return { ok: true, reply: operation.reply, data };
   } catch (error) {
     return failure(type, error);
   }
+}
+
+/**
+ * Tells the sessions the new active cast, before the reply: a user_message sent right after it
+ * already meets the new cast. If the read fails, sessions keep the cast they had; the change
+ * itself succeeded and is reported so.
+ */
+async function announceCast(repo: Repo): Promise<void> {
+  const active = await repo.listActiveCharacters().catch(() => undefined);
+  if (active) crudChanges.emit('characters', active);
 }
 
 function failure(type: CrudType, error: unknown): CrudFailure {

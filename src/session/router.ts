@@ -91,7 +91,9 @@ export class WebSocketRouter {
   private generation = 0;
   private current: { controller: AbortController; done: Promise<void> } | undefined;
   private ordered: Promise<void> = Promise.resolve();
-  private readonly reloadCast = () => void this.loadCast().catch((e) => this.logger.warn({ err: e }, 'cast reload failed'));
+  private readonly takeCast = (active: Character[]) => {
+    this.cast = active;
+  };
 
   constructor(
     ws: WebSocket,
@@ -156,7 +158,7 @@ export class WebSocketRouter {
   /** Sends the session greeting and starts the turn loop. */
   async start(): Promise<void> {
     await this.loadCast();
-    crudChanges.on('characters', this.reloadCast);
+    crudChanges.on('characters', this.takeCast);
     this.send({
       type: 'session',
       data: {
@@ -176,7 +178,7 @@ export class WebSocketRouter {
 
   /** Cancels everything in flight and stores what is pending. */
   async close(): Promise<void> {
-    crudChanges.off('characters', this.reloadCast);
+    crudChanges.off('characters', this.takeCast);
     metrics.sessionClosed();
     this.turns.close();
     this.current?.controller.abort(new Error('connection closed'));
