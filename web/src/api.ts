@@ -2,6 +2,7 @@
 // which runs the same CRUD operations as the WebSocket. REST works while the socket is
 // reconnecting, and it is the only way to list the TTS engine's voices. Every failure is an
 // ApiError whose message is the server's own explanation (it names the field at fault).
+import { logIn } from './login.ts';
 import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Message, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
 
 export class ApiError extends Error {
@@ -13,7 +14,8 @@ export class ApiError extends Error {
   }
 }
 
-async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+/** One REST call; a 401 (the server has an AUTH_TOKEN) asks for the token and tries once more. */
+async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, retried = false): Promise<T> {
   let response: Response;
   try {
     response = await fetch(path, {
@@ -23,6 +25,10 @@ async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string
     });
   } catch {
     throw new ApiError('The server cannot be reached.', 0);
+  }
+  if (response.status === 401 && !retried) {
+    await logIn();
+    return call<T>(method, path, body, true);
   }
   const value: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {
