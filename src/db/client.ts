@@ -46,6 +46,10 @@ async function openPostgres(connectionString: string): Promise<Database> {
   // unhandled, that would end the process. The pool discards that client and the next query
   // connects anew, so there is nothing else to do.
   pool.on('error', () => {});
+  // A client in use (between the statements of a transaction) that loses its connection emits
+  // 'error' too, with nobody listening, which would also end the process. The statement that
+  // needed it fails on its own, and the pool drops the broken client when it is released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   try {
     const db = drizzlePg({ client: pool, schema });
     await withSessionLock(pool, MIGRATION_LOCK, () => migratePg(db, { migrationsFolder }));

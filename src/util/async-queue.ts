@@ -51,6 +51,14 @@ export class AsyncQueue<T> {
     return before - kept.length;
   }
 
+  /** Removes and returns the queued items, oldest first. */
+  takeAll(): T[] {
+    const items = this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return items;
+  }
+
   /** Ends the queue: a waiting or later shift() rejects with QueueClosedError. */
   close(): void {
     this.closed = true;
