@@ -172,6 +172,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     STT_END_SILENCE_MS: String(TRAILING_SILENCE_MS),
     STT_END_SILENCE_MS_SHORT: String(TRAILING_SILENCE_MS),
     STT_END_SILENCE_MS_LONG: String(TRAILING_SILENCE_MS),
+    // Load, not the limits, is what is measured: up to 500 sessions, turns as fast as replies end.
+    MAX_SESSIONS: '1000',
+    RATE_LIMIT_TURNS: '1000',
     LOG_LEVEL: 'warn',
     SEED_STARTER_CAST: 'true',
     WEB_DIR: join(dataDir, 'no-web-client'),

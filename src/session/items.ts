@@ -12,7 +12,8 @@ export interface Speaker {
 
 /** Turn → Speech: a sentence to synthesize, or the end of a message's sentences. */
 export type SentenceItem =
-  | { kind: 'sentence'; speaker: Speaker; generation: number; sentence_index: number; text: string }
+  // turn: which turn (or voice preview) it belongs to; speech failures are counted per turn.
+  | { kind: 'sentence'; speaker: Speaker; generation: number; turn: number; sentence_index: number; text: string }
   | { kind: 'end'; speaker: Speaker; generation: number };
 
 /** Speech → AudioStreamer: PCM16 LE mono at sample_rate, or the end of a message's audio. */

@@ -11,9 +11,14 @@ export const AUDIO_HIGH_WATER_BYTES = 256 * 1024;
 
 export class SocketWriter {
   private pending = 0;
+  private written = 0;
   private waiters: Array<() => void> = [];
+  private closedBy: ((close: { code: number; reason: string }) => void) | undefined;
+  /** Resolves when the server closes the connection through close() (e.g. a slow client). */
+  readonly closing = new Promise<{ code: number; reason: string }>((resolve) => (this.closedBy = resolve));
   private readonly onWritten = (bytes: number) => () => {
     this.pending -= bytes;
+    this.written += bytes;
     if (this.pending < AUDIO_HIGH_WATER_BYTES) this.wake();
   };
 
@@ -32,6 +37,19 @@ export class SocketWriter {
   /** Bytes sent to the socket that it has not yet written to the network. */
   get unwrittenBytes(): number {
     return this.pending;
+  }
+
+  /** Bytes the socket has written out so far: progress, for the slow-client check. */
+  get writtenBytes(): number {
+    return this.written;
+  }
+
+  /** Closes the connection with a reason; the close frame leaves after what is still unwritten. */
+  close(code: number, reason: string): void {
+    if (!this.open) return;
+    this.ws.close(code, reason); // ws destroys the socket if the close handshake does not finish in 30 s
+    this.closedBy?.({ code, reason });
+    this.wake(); // audio waiting for the client gives up
   }
 
   send(message: ServerMessage): void {

@@ -3,7 +3,9 @@
 // audio queue as the engine produces them; end-of-message markers pass straight through.
 // Items of an older generation (before an interrupt) are dropped, and interrupt() aborts the
 // synthesis in flight. It also bounds what waits for a slow client: past MAX_QUEUED_AUDIO_BYTES
-// unsent, it stops synthesizing until the audio streamer catches up.
+// unsent, it stops synthesizing until the audio streamer catches up. A failing engine costs a
+// turn little: a failed sentence is skipped, the client is told once per turn (tts_error), and
+// after MAX_CONSECUTIVE_FAILURES in a row the rest of the turn is text only.
 import type { Logger } from 'pino';
 import { metrics } from '../metrics.ts';
 import type { ErrorCode } from '../protocol.ts';
@@ -14,6 +16,9 @@ import type { VoiceResolver } from './voices.ts';
 
 /** Synthesized audio a connection may hold unsent (≈ 11 s of 24 kHz PCM16). */
 export const MAX_QUEUED_AUDIO_BYTES = 512 * 1024;
+
+/** Sentences that fail in a row before the rest of their turn is not sent to the engine. */
+export const MAX_CONSECUTIVE_FAILURES = 3;
 
 export interface SpeechDeps {
   engine: TtsEngine;
@@ -39,6 +44,8 @@ export class Speech {
   private inFlight: AbortController | undefined;
   private queuedBytes = 0;
   private wakeWhenRoom: (() => void) | undefined;
+  /** Speech failures of the latest turn spoken. */
+  private failures = { turn: -1, inARow: 0, told: false };
 
   constructor(private readonly deps: SpeechDeps) {}
 
@@ -75,7 +82,7 @@ export class Speech {
 
   private async speak(item: Extract<SentenceItem, { kind: 'sentence' }>): Promise<void> {
     const text = speakable(item.text);
-    if (text === '') return;
+    if (text === '' || this.textOnly(item.turn)) return;
     const controller = new AbortController();
     this.inFlight = controller;
     let chunkIndex = 0;
@@ -85,7 +92,10 @@ export class Speech {
       const startedAt = metrics.now();
       for await (const pcm of engine.synthesize(text, voice, controller.signal)) {
         if (item.generation !== this.deps.generation()) break;
-        if (chunkIndex === 0) metrics.ttsFirstByte(metrics.secondsSince(startedAt));
+        if (chunkIndex === 0) {
+          metrics.ttsFirstByte(metrics.secondsSince(startedAt));
+          this.failures.inARow = 0; // the engine answers again
+        }
         this.queuedBytes += pcm.length;
         this.deps.audio.push({
           kind: 'chunk',
@@ -100,12 +110,32 @@ export class Speech {
       }
     } catch (error) {
       if (controller.signal.aborted || item.generation !== this.deps.generation()) return;
-      const reason = error instanceof Error ? error.message : String(error);
-      this.deps.logger.warn({ err: error }, 'synthesis failed');
-      this.deps.error('tts_error', `${item.speaker.character_name}'s sentence could not be spoken (${reason}); it was skipped.`);
+      this.failed(item, error);
     } finally {
       if (this.inFlight === controller) this.inFlight = undefined;
     }
+  }
+
+  /** After MAX_CONSECUTIVE_FAILURES in a row, a turn's later sentences are not spoken. */
+  private textOnly(turn: number): boolean {
+    if (this.failures.turn !== turn) this.failures = { turn, inARow: 0, told: false };
+    return this.failures.inARow >= MAX_CONSECUTIVE_FAILURES;
+  }
+
+  /** A skipped sentence: logged each time, told to the client once per turn. */
+  private failed(item: Extract<SentenceItem, { kind: 'sentence' }>, error: unknown): void {
+    const failures = this.failures;
+    failures.inARow++;
+    const textOnly = failures.inARow >= MAX_CONSECUTIVE_FAILURES;
+    this.deps.logger.warn({ err: error, in_a_row: failures.inARow, text_only: textOnly }, 'synthesis failed');
+    if (failures.told) return;
+    failures.told = true;
+    const reason = error instanceof Error ? error.message : String(error);
+    this.deps.error(
+      'tts_error',
+      `${item.speaker.character_name}'s sentence could not be spoken (${reason}); it was skipped. ` +
+        `Further speech failures of this turn are not reported; after ${MAX_CONSECUTIVE_FAILURES} in a row the rest of the turn is text only.`,
+    );
   }
 
   /** Waits while too much audio is unsent, unless an interrupt makes the wait moot. */

@@ -15,6 +15,7 @@ export async function createTtsEngine(config: Config['tts']): Promise<TtsEngine 
         model: config.model,
         sampleRate: config.sampleRate,
         timeoutMs: config.timeoutMs,
+        firstByteTimeoutMs: config.firstByteTimeoutMs,
         defaultVoice: config.defaultVoice,
       }),
     none: async () => undefined,

@@ -9,6 +9,8 @@ export interface OpenAiTtsOptions {
   model: string;
   sampleRate: number;
   timeoutMs: number;
+  /** A request with no audio byte by then fails (TTS_FIRST_BYTE_TIMEOUT_MS); default timeoutMs. */
+  firstByteTimeoutMs?: number;
   defaultVoice: string | undefined;
 }
 
@@ -24,30 +26,43 @@ export function createOpenAiTtsEngine(opts: OpenAiTtsOptions): TtsEngine {
 
   async function* synthesize(text: string, voice: EngineVoice, signal: AbortSignal): AsyncGenerator<Buffer> {
     const timeout = AbortSignal.timeout(opts.timeoutMs);
-    const response = await fetch(`${base}/audio/speech`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ model: opts.model, input: text, voice: voice.engineVoice, response_format: 'pcm', speed: voice.speed }),
-      signal: AbortSignal.any([signal, timeout]),
-    }).catch((error: unknown) => {
-      throw failure(error, signal, timeout, base);
-    });
-    if (!response.ok || !response.body) {
-      const detail = (await response.text().catch(() => '')).slice(0, 300);
-      throw new Error(`speech server answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`);
-    }
-    // PCM16 frames are two bytes: a chunk that ends mid-sample keeps its odd byte for the next.
-    let carry: Buffer | undefined;
+    // A server that hangs before its first byte costs this long per sentence, not the whole timeout.
+    const firstByteMs = opts.firstByteTimeoutMs ?? opts.timeoutMs;
+    const firstByte = new AbortController();
+    let firstByteTimer: NodeJS.Timeout | undefined = setTimeout(() => firstByte.abort(), firstByteMs);
+    const limits: Limits = { signal, timeout, firstByte: firstByte.signal, firstByteMs, base };
     try {
-      for await (const part of response.body) {
-        let chunk = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
-        if (carry) chunk = Buffer.concat([carry, chunk]);
-        carry = chunk.length % 2 === 1 ? chunk.subarray(chunk.length - 1) : undefined;
-        const whole = carry ? chunk.subarray(0, chunk.length - 1) : chunk;
-        if (whole.length > 0) yield whole;
+      const response = await fetch(`${base}/audio/speech`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ model: opts.model, input: text, voice: voice.engineVoice, response_format: 'pcm', speed: voice.speed }),
+        signal: AbortSignal.any([signal, timeout, firstByte.signal]),
+      }).catch((error: unknown) => {
+        throw failure(error, limits);
+      });
+      if (!response.ok || !response.body) {
+        const detail = (await response.text().catch(() => '')).slice(0, 300);
+        throw new Error(`speech server answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`);
       }
-    } catch (error) {
-      throw failure(error, signal, timeout, base);
+      // PCM16 frames are two bytes: a chunk that ends mid-sample keeps its odd byte for the next.
+      let carry: Buffer | undefined;
+      try {
+        for await (const part of response.body) {
+          if (firstByteTimer !== undefined) {
+            clearTimeout(firstByteTimer);
+            firstByteTimer = undefined;
+          }
+          let chunk = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+          if (carry) chunk = Buffer.concat([carry, chunk]);
+          carry = chunk.length % 2 === 1 ? chunk.subarray(chunk.length - 1) : undefined;
+          const whole = carry ? chunk.subarray(0, chunk.length - 1) : chunk;
+          if (whole.length > 0) yield whole;
+        }
+      } catch (error) {
+        throw failure(error, limits);
+      }
+    } finally {
+      clearTimeout(firstByteTimer);
     }
   }
 
@@ -76,9 +91,18 @@ export function createOpenAiTtsEngine(opts: OpenAiTtsOptions): TtsEngine {
   };
 }
 
-function failure(error: unknown, signal: AbortSignal, timeout: AbortSignal, base: string): unknown {
+interface Limits {
+  signal: AbortSignal;
+  timeout: AbortSignal;
+  firstByte: AbortSignal;
+  firstByteMs: number;
+  base: string;
+}
+
+function failure(error: unknown, { signal, timeout, firstByte, firstByteMs, base }: Limits): unknown {
   if (signal.aborted) return signal.reason;
   if (timeout.aborted) return new Error(`speech server at ${base} did not answer in time (TTS_TIMEOUT_MS)`);
+  if (firstByte.aborted) return new Error(`speech server at ${base} sent no audio within ${firstByteMs} ms (TTS_FIRST_BYTE_TIMEOUT_MS)`);
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : error instanceof Error ? error.message : String(error);
   return new Error(`speech server at ${base} failed: ${cause}`);
 }
