@@ -1,6 +1,7 @@
 // The HTTP server: the web client at /, the WebSocket at /ws (one WebSocketRouter per
 // connection), the REST API under /api (a route table over the same CRUD operations as the
 // WebSocket), and /healthz.
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import fastifyStatic from '@fastify/static';
@@ -9,11 +10,17 @@ import Fastify, { LogController, type FastifyReply, type FastifyRequest } from '
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import type { Database } from './db/client.ts';
+import { accessControl } from './http/access.ts';
 import { type CrudType, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
 import type { Llm } from './llm/chat.ts';
 import { renderMetrics } from './metrics.ts';
+import type { MessageSpool } from './session/message-spool.ts';
+import { Heartbeat } from './session/heartbeat.ts';
 import { type SessionDeps, WebSocketRouter } from './session/router.ts';
+import { SessionLimit } from './session/session-limit.ts';
+import { SlowClientGuard } from './session/slow-client.ts';
+import { parseJson } from './util/json.ts';
 
 export interface AppDeps {
   config: Config;
@@ -25,6 +32,8 @@ export interface AppDeps {
   stt: SessionDeps['stt'];
   /** The open sessions, kept by the caller (metrics, tests). */
   sessions?: Set<WebSocketRouter>;
+  /** DATA_DIR's spool and dead-letter files (main.ts); without it refused messages are only logged. */
+  spool?: MessageSpool;
 }
 
 type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; body: unknown };
@@ -83,9 +92,13 @@ export async function buildApp(deps: AppDeps) {
   const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, logController: new LogController({ disableRequestLogging: true }) });
   // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
   // read and answered with a clear error instead.
-  app.removeContentTypeParser('application/json');
+  // JSON is the only body the API reads: any other content type is 415, not silently ignored
+  // (fastify would otherwise read text/plain as a string and the route would see no fields).
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  app.setErrorHandler(errorReply);
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
+  await app.register(accessControl, { config }); // Host, Origin and AUTH_TOKEN checks, before any route
 
   app.get('/healthz', async () => ({ status: 'ok', database: deps.database.kind, tts: deps.tts?.engine.name ?? 'none' }));
   app.get('/metrics', async (_req, reply) => {
@@ -93,9 +106,15 @@ export async function buildApp(deps: AppDeps) {
     return reply.type(contentType).send(body);
   });
   app.get('/api/voices/engines', async () => engineVoices(deps.tts));
-  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps));
+  const bounds = connectionBounds(config.limits);
+  app.addHook('onClose', async () => bounds.stop());
+  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds));
   for (const route of restRoutes) {
-    app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps.repo) });
+    app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps) });
+  }
+  for (const [url, allowed] of methodsByUrl(restRoutes)) {
+    const others = REST_METHODS.filter((m) => !allowed.includes(m));
+    app.route({ method: others, url, handler: (req, reply) => methodNotAllowed(req, reply, allowed) });
   }
 
   const webDir = resolve(config.webDir);
@@ -109,13 +128,30 @@ function parseJsonBody(_req: FastifyRequest, body: string | Buffer, done: (err: 
   const text = body.toString();
   if (text.trim() === '') return done(null, undefined);
   try {
-    done(null, JSON.parse(text));
+    done(null, parseJson(text));
   } catch (error) {
     done(Object.assign(new Error(`Body is not valid JSON: ${(error as Error).message}`), { statusCode: 400 }));
   }
 }
 
-function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps): void {
+/** What bounds every connection: MAX_SESSIONS, the heartbeat, the slow-client check. */
+function connectionBounds(limits: Config['limits']) {
+  const heartbeat = new Heartbeat(limits.pingIntervalMs);
+  const slowClients = new SlowClientGuard(limits.slowClientTimeoutMs);
+  return {
+    sessions: new SessionLimit(limits.maxSessions),
+    heartbeat,
+    slowClients,
+    stop: () => {
+      heartbeat.stop();
+      slowClients.stop();
+    },
+  };
+}
+type ConnectionBounds = ReturnType<typeof connectionBounds>;
+
+function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps, bounds: ConnectionBounds): void {
+  if (!bounds.sessions.admit(socket)) return;
   const router = new WebSocketRouter(socket, {
     repo: deps.repo,
     llm: deps.llm,
@@ -124,13 +160,18 @@ function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Soc
     tts: deps.tts,
     stt: deps.stt,
     logger: deps.logger,
+    spool: deps.spool,
+    rateLimits: deps.config.limits.rate,
   }, tcp);
+  bounds.heartbeat.watch(socket);
+  bounds.slowClients.watch(router.writer);
   // Frames that arrive while the session starts are held, so none is lost or reordered.
   const early: Array<[Buffer, boolean]> = [];
   let started = false;
   socket.on('message', (data: Buffer, isBinary: boolean) => (started ? router.handleFrame(data, isBinary) : early.push([data, isBinary])));
   deps.sessions?.add(router);
   socket.on('close', () => {
+    bounds.slowClients.unwatch(router.writer);
     deps.sessions?.delete(router);
     void router.close();
   });
@@ -153,14 +194,54 @@ async function engineVoices(tts: SessionDeps['tts']) {
   return { engines: [{ engine: engine.name, sample_rate: engine.sampleRate, default_voice: engine.defaultVoice.engineVoice, voices: await engine.listVoices() }] };
 }
 
-async function rest(route: Route, req: FastifyRequest, reply: FastifyReply, repo: Repo): Promise<unknown> {
+const REST_METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
+
+/** Each REST path and the methods it answers; the others get 405 with an Allow header. */
+function methodsByUrl(routes: readonly Route[]): Map<string, Route['method'][]> {
+  const byUrl = new Map<string, Route['method'][]>();
+  for (const route of routes) byUrl.set(route.url, [...(byUrl.get(route.url) ?? []), route.method]);
+  return byUrl;
+}
+
+function methodNotAllowed(req: FastifyRequest, reply: FastifyReply, allowed: readonly string[]) {
+  const allow = allowed.includes('GET') ? [...allowed, 'HEAD'] : allowed;
+  return reply
+    .code(405)
+    .header('allow', allow.join(', '))
+    .send({ error: `${req.method} is not allowed on ${req.routeOptions.url ?? req.url}; use ${allow.join(', ')}.` });
+}
+
+/**
+ * Errors fastify raises itself (bad JSON, an unsupported content type, a body over the limit)
+ * keep their 4xx status and reason; anything else is a 500 that names an error id, with the
+ * details in the log only.
+ */
+function errorReply(error: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) {
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) return reply.code(status).send({ error: clientReason(error, status) });
+  const errorId = randomUUID().slice(0, 8);
+  req.log.error({ err: error, error_id: errorId, url: req.routeOptions.url }, 'request failed');
+  return reply.code(500).send({ error: `The request failed on the server (error id ${errorId}).` });
+}
+
+/** fastify's own 4xx messages, said for a person. */
+function clientReason(error: Error & { code?: string }, status: number): string {
+  if (status === 415) return `Unsupported content type: send the body as application/json.`;
+  if (status === 413) return `The body is over the size limit (MAX_MESSAGE_BYTES).`;
+  return error.message;
+}
+
+async function rest(route: Route, req: FastifyRequest, reply: FastifyReply, deps: AppDeps): Promise<unknown> {
   const parts: Parts = {
     params: req.params as Record<string, string>,
     query: req.query as Record<string, string | undefined>,
     body: req.body,
   };
   const op = typeof route.op === 'function' ? route.op(parts) : route.op;
-  const result = await runCrud(repo, op, route.payload(parts));
-  if (!result.ok) return reply.code(result.status).send({ error: result.error });
+  const result = await runCrud(deps.repo, op, route.payload(parts));
+  if (!result.ok) {
+    if (result.cause !== undefined) req.log.error({ err: result.cause, error_id: result.errorId, op }, 'request failed');
+    return reply.code(result.status).send({ error: result.error });
+  }
   return reply.code(route.created ? 201 : 200).send(result.data);
 }

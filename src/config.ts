@@ -2,6 +2,8 @@
 // docs/configuration.md; a bad value stops start-up with one clear line per problem.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { isLoopbackHost, parseAllowedHost, parseAllowedOrigin } from './http/hosts.ts';
+import type { RateLimits } from './session/rate-limiter.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
@@ -10,6 +12,24 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 const url = z.url({ protocol: /^https?$/ });
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+type Parsed = { ok: true; value: string } | { ok: false; error: string };
+/** A comma list, each entry checked and put in its normal form by `parse`. */
+const list = (parse: (entry: string) => Parsed) =>
+  z
+    .string()
+    .default('')
+    .transform((text, ctx) =>
+      text
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== '')
+        .flatMap((entry) => {
+          const result = parse(entry);
+          if (result.ok) return [result.value];
+          ctx.addIssue({ code: 'custom', message: result.error });
+          return [];
+        }),
+    );
 
 const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -19,6 +39,7 @@ const envSchema = z.object({
   DATABASE_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^postgres(ql)?$/ }).optional()),
   WEB_DIR: z.string().min(1).default('./web/dist'),
   SEED_STARTER_CAST: bool.default(true),
+  SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
 
   LLM_BASE_URL: url.default('https://openrouter.ai/api/v1'),
   LLM_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -31,6 +52,27 @@ const envSchema = z.object({
 
   MAX_MESSAGE_BYTES: int(1024, 64 * 1024 * 1024).default(2 * 1024 * 1024),
 
+  // Limits (docs/configuration.md, "Limits")
+  MAX_SESSIONS: int(1, 100_000).default(200),
+  WS_PING_INTERVAL_MS: int(10, 3_600_000).default(30_000),
+  SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  RATE_LIMIT_WINDOW_MS: int(100, 3_600_000).default(10_000),
+  RATE_LIMIT_TURNS: int(1, 100_000).default(20),
+  RATE_LIMIT_REQUESTS: int(1, 100_000).default(100),
+
+  // Access (docs/security.md)
+  AUTH_TOKEN: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .min(16, 'must be at least 16 characters (e.g. the output of openssl rand -hex 32)')
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+      .optional(),
+  ),
+  ALLOW_UNAUTHENTICATED: bool.default(false),
+  ALLOWED_ORIGINS: list(parseAllowedOrigin),
+  ALLOWED_HOSTS: list(parseAllowedHost),
+
   TTS_ENGINE: z.enum(['espeak', 'openai', 'none']).default('espeak'),
   TTS_BASE_URL: url.default('http://127.0.0.1:8880/v1'),
   TTS_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -38,6 +80,7 @@ const envSchema = z.object({
   TTS_SAMPLE_RATE: int(8000, 48_000).default(24_000),
   TTS_DEFAULT_VOICE: z.string().min(1).optional(),
   TTS_TIMEOUT_MS: int(100, 600_000).default(15_000),
+  TTS_FIRST_BYTE_TIMEOUT_MS: int(100, 600_000).default(5000),
   // One core stays free for the event loop: synthesis bursts must never starve it.
   ESPEAK_WORKERS: int(1, 16).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
   AUDIO_LEAD_MS: int(0, 600_000).default(1500),
@@ -73,6 +116,8 @@ export interface Config {
   databaseUrl: string | undefined;
   webDir: string;
   seedStarterCast: boolean;
+  /** How long SIGTERM/SIGINT may take to store what is pending and close everything. */
+  shutdownTimeoutMs: number;
   llm: {
     baseUrl: string;
     apiKey: string | undefined;
@@ -83,6 +128,21 @@ export interface Config {
   };
   userName: string;
   maxMessageBytes: number;
+  limits: {
+    maxSessions: number;
+    /** A connection that has not answered one ping by the next is terminated. */
+    pingIntervalMs: number;
+    slowClientTimeoutMs: number;
+    rate: RateLimits;
+  };
+  access: {
+    /** Needed by every REST call and the /ws upgrade when set (docs/security.md). */
+    authToken: string | undefined;
+    /** Browser origins let in besides the server's own, in `URL.origin` form. */
+    allowedOrigins: string[];
+    /** Host names answered besides localhost, addresses and HOST (`.x` = x and subdomains, `*` = any). */
+    allowedHosts: string[];
+  };
   tts: {
     engine: 'espeak' | 'openai' | 'none';
     baseUrl: string;
@@ -91,6 +151,8 @@ export interface Config {
     sampleRate: number;
     defaultVoice: string | undefined;
     timeoutMs: number;
+    /** A sentence whose audio has not started by then is skipped. */
+    firstByteTimeoutMs: number;
     espeakWorkers: number;
     /** How far ahead of the client's playback audio is sent; 0 sends it as soon as it exists. */
     audioLeadMs: number;
@@ -130,7 +192,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     throw new ConfigError(
-      parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(env[String(i.path[0])])}: ${i.message}`),
+      parsed.error.issues.map((i) => `${i.path.join('.')}=${shownValue(String(i.path[0]), env[String(i.path[0])])}: ${i.message}`),
     );
   }
   const e = parsed.data;
@@ -142,6 +204,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: e.DATABASE_URL,
     webDir: e.WEB_DIR,
     seedStarterCast: e.SEED_STARTER_CAST,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     llm: {
       baseUrl: e.LLM_BASE_URL,
       apiKey: e.LLM_API_KEY ?? e.OPENROUTER_API_KEY,
@@ -152,6 +215,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     userName: e.USER_NAME,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    limits: {
+      maxSessions: e.MAX_SESSIONS,
+      pingIntervalMs: e.WS_PING_INTERVAL_MS,
+      slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
+      rate: { windowMs: e.RATE_LIMIT_WINDOW_MS, turns: e.RATE_LIMIT_TURNS, requests: e.RATE_LIMIT_REQUESTS },
+    },
+    access: accessConfig(e),
     tts: {
       engine: e.TTS_ENGINE,
       baseUrl: e.TTS_BASE_URL,
@@ -160,6 +230,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       sampleRate: e.TTS_SAMPLE_RATE,
       defaultVoice: e.TTS_DEFAULT_VOICE,
       timeoutMs: e.TTS_TIMEOUT_MS,
+      firstByteTimeoutMs: e.TTS_FIRST_BYTE_TIMEOUT_MS,
       espeakWorkers: e.ESPEAK_WORKERS,
       audioLeadMs: e.AUDIO_LEAD_MS,
     },
@@ -168,6 +239,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 type ParsedEnv = z.infer<typeof envSchema>;
+
+/** Variables whose value is a secret: a problem with one never prints it. */
+const isSecretVariable = (name: string) => /(_API_KEY|_TOKEN|PASSWORD|SECRET)$/.test(name);
+
+/** A bad value as the error shows it: secrets hidden, and a URL's password masked. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined) return 'undefined';
+  if (isSecretVariable(name)) return '"(hidden)"';
+  return JSON.stringify(redactUrlPassword(value));
+}
+
+/** `postgres://user:secret@host/db` → `postgres://user:***@host/db`, also in text that does not parse as a URL. */
+export function redactUrlPassword(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)\S*@/gi, '$1***@');
+}
+
+/** Listening beyond loopback without a token would hand every reachable machine the data. */
+function accessConfig(e: ParsedEnv): Config['access'] {
+  if (!isLoopbackHost(e.HOST) && e.AUTH_TOKEN === undefined && !e.ALLOW_UNAUTHENTICATED) {
+    throw new ConfigError([
+      `HOST=${JSON.stringify(e.HOST)} accepts connections from other machines, and AUTH_TOKEN is not set: ` +
+        'set AUTH_TOKEN to a secret (e.g. AUTH_TOKEN=$(openssl rand -hex 32)), or ALLOW_UNAUTHENTICATED=true ' +
+        'if something in front of Chorus already authenticates every request (docs/security.md)',
+    ]);
+  }
+  return { authToken: e.AUTH_TOKEN, allowedOrigins: e.ALLOWED_ORIGINS, allowedHosts: e.ALLOWED_HOSTS };
+}
 
 /** STT_ENGINE when set; else the engine whose settings are present (a model file, a server), else none. */
 function sttEngine(e: ParsedEnv): Config['stt']['engine'] {

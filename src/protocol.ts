@@ -6,8 +6,29 @@ import { z } from 'zod';
 // Records (snake_case on the wire)
 
 const timestamp = z.string();
-const text = (max: number) => z.string().max(max);
-const id = z.string().trim().min(1).max(200);
+
+// PostgreSQL cannot store a NUL character in text (or jsonb), and an unpaired UTF-16 surrogate
+// has no UTF-8 form: such text would fail its insert, so it is refused at the schema.
+const NUL = /\u0000/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g');
+export const UNSTORABLE_TEXT = 'must not contain NUL characters or unpaired surrogates';
+export const isStorableText = (value: string): boolean => !NUL.test(value) && !LONE_SURROGATE.test(value);
+/** A string PostgreSQL can store; every string field that is stored or sent to SQL uses it. */
+export const storableText = () => z.string().refine(isStorableText, UNSTORABLE_TEXT);
+/** Server-produced text (LLM output, transcripts) made storable: NULs and unpaired surrogates removed. */
+export const cleanText = (value: string): string => value.replace(/\u0000/g, '').replace(LONE_SURROGATES, '');
+
+/** Every string (and key) inside a JSON value is storable text (for jsonb columns). */
+function isStorableJson(value: unknown): boolean {
+  if (typeof value === 'string') return isStorableText(value);
+  if (Array.isArray(value)) return value.every(isStorableJson);
+  if (typeof value === 'object' && value !== null) return Object.entries(value).every(([k, v]) => isStorableText(k) && isStorableJson(v));
+  return true;
+}
+
+const text = (max: number) => storableText().max(max);
+const id = storableText().trim().min(1).max(200);
 
 export const characterSchema = z.object({
   id: z.string(),
@@ -53,6 +74,9 @@ export const conversationSchema = z.object({
 export type Conversation = z.infer<typeof conversationSchema>;
 
 export const roles = ['user', 'assistant', 'system'] as const;
+/** How a message ended: whole, cut off by the user (interrupt), or cut short by a failure (the LLM's). */
+export const messageStatuses = ['complete', 'interrupted', 'failed'] as const;
+export type MessageStatus = (typeof messageStatuses)[number];
 export const messageSchema = z.object({
   message_id: z.string(),
   conversation_id: z.string(),
@@ -61,6 +85,7 @@ export const messageSchema = z.object({
   content: z.string(),
   character_id: z.string().nullable(),
   interrupted: z.boolean(),
+  status: z.enum(messageStatuses),
   created_at: timestamp,
   updated_at: timestamp,
 });
@@ -74,7 +99,7 @@ const nullableText = (max: number) => text(max).nullable().optional();
 const characterIdList = z.array(z.union([id, z.object({ id }).transform((c) => c.id)])).max(100);
 
 export const characterCreateSchema = z.strictObject({
-  name: z.string().trim().min(1, 'name must not be blank').max(100),
+  name: storableText().trim().min(1, 'name must not be blank').max(100),
   voice: nullableText(200),
   system_prompt: text(20_000).optional(),
   image_url: nullableText(3_000_000),
@@ -89,13 +114,13 @@ export const characterUpdateSchema = characterCreateSchema.partial().extend({
 export type CharacterUpdate = z.infer<typeof characterUpdateSchema>;
 
 export const voiceCreateSchema = z.strictObject({
-  voice: z.string().trim().min(1, 'voice must not be blank').max(200),
+  voice: storableText().trim().min(1, 'voice must not be blank').max(200),
   method: z.enum(voiceMethods).optional(),
   audio_path: nullableText(2000),
   text_path: nullableText(2000),
   speaker_desc: nullableText(5000),
   scene_prompt: nullableText(5000),
-  audio_tokens: z.unknown().optional(),
+  audio_tokens: z.unknown().refine(isStorableJson, UNSTORABLE_TEXT).optional(),
   engine: z.enum(ttsEngineNames).nullable().optional(),
   engine_voice: nullableText(200),
   speed: z.number().min(0.25).max(4).optional(),
@@ -106,7 +131,7 @@ export const voiceUpdateSchema = voiceCreateSchema.partial().extend({ voice: id 
 export type VoiceUpdate = z.infer<typeof voiceUpdateSchema>;
 
 export const conversationCreateSchema = z.strictObject({
-  title: z.string().trim().min(1).max(200).optional(),
+  title: storableText().trim().min(1).max(200).optional(),
   active_characters: characterIdList.optional(),
 });
 export type ConversationCreate = z.infer<typeof conversationCreateSchema>;
@@ -120,6 +145,7 @@ export const messageCreateSchema = z.strictObject({
   content: text(100_000),
   character_id: nullableText(200),
   interrupted: z.boolean().optional(),
+  status: z.enum(messageStatuses).optional(),
 });
 export type MessageCreate = z.infer<typeof messageCreateSchema>;
 
@@ -129,9 +155,12 @@ export const characterIdSchema = z.object({ id });
 export const voiceKeySchema = z.object({ voice: id });
 export const conversationIdSchema = z.object({ conversation_id: z.uuid() });
 export const messageIdSchema = z.object({ message_id: z.uuid() });
-export const searchSchema = z.object({ query: z.string().max(200) });
+export const searchSchema = z.object({ query: text(200) });
 export const pageSchema = z.object(page);
 export const messagesPageSchema = z.object({ conversation_id: z.uuid(), ...page });
+
+/** POST /api/login: the access token (AUTH_TOKEN) a browser trades for its session cookie. */
+export const loginSchema = z.object({ token: z.string().min(1).max(4096) });
 
 // ---------------------------------------------------------------------------------------------
 // Client → server (non-CRUD). The envelope is parsed first, then `data` by the type's schema.
@@ -156,11 +185,11 @@ export const modelSettingsSchema = z.object({
 });
 export type ModelSettings = z.infer<typeof modelSettingsSchema>;
 
-export const userMessageSchema = z.object({ text: z.string().max(20_000) });
+export const userMessageSchema = z.object({ text: text(20_000) });
 export const modelSettingsPatchSchema = modelSettingsSchema.partial();
 export const loadConversationSchema = conversationIdSchema;
-export const sessionSettingsSchema = z.object({ user_name: z.string().trim().min(1).max(64) });
-export const previewVoiceSchema = z.object({ voice: id, text: z.string().trim().min(1).max(1000).optional() });
+export const sessionSettingsSchema = z.object({ user_name: storableText().trim().min(1).max(64) });
+export const previewVoiceSchema = z.object({ voice: id, text: storableText().trim().min(1).max(1000).optional() });
 
 // ---------------------------------------------------------------------------------------------
 // Server → client
@@ -190,6 +219,7 @@ export const errorCodes = [
   'stt_not_configured',
   'storage_error',
   'not_found',
+  'rate_limited',
   'internal',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
@@ -215,7 +245,7 @@ export const serverMessageSchemas = {
   text_chunk: withData('text_chunk', z.object({ ...streamIds, text: z.string(), is_final: z.boolean() })),
   text_stream_stop: withData(
     'text_stream_stop',
-    z.object({ ...streamIds, text: z.string(), interrupted: z.boolean().optional() }),
+    z.object({ ...streamIds, text: z.string(), interrupted: z.boolean().optional(), failed: z.boolean().optional() }),
   ),
   audio_stream_start: withData('audio_stream_start', z.object({ ...streamIds, sample_rate: z.number() })),
   audio_chunk: withData(
@@ -234,7 +264,7 @@ export const serverMessageSchemas = {
   db_error: msg('db_error', { error: z.string(), request_type: z.string() }),
   error: withData(
     'error',
-    z.object({ code: z.enum(errorCodes), message: z.string(), request_type: z.string().optional() }),
+    z.object({ code: z.enum(errorCodes), message: z.string(), request_type: z.string().optional(), retry_after_ms: z.number().int().optional() }),
   ),
 
   // CRUD replies

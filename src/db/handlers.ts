@@ -1,6 +1,7 @@
 // The CRUD dispatch table: message type → payload schema, repository operation, reply type.
 // The WebSocket router and the REST API both run requests through runCrud, so there is one
 // implementation of every operation, one validation and one error mapping.
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import * as p from '../protocol.ts';
@@ -55,7 +56,14 @@ export type CrudType = keyof typeof crudOps;
 export const isCrudType = (type: string): type is CrudType => Object.hasOwn(crudOps, type);
 
 /** Why a CRUD request failed, in words for the client, with the HTTP status REST answers with. */
-export type CrudFailure = { ok: false; status: 400 | 404 | 409 | 500; error: string };
+export type CrudFailure = {
+  ok: false;
+  status: 400 | 404 | 409 | 500;
+  error: string;
+  /** An unexpected failure: what the caller logs under `errorId`, never shown to the client. */
+  cause?: unknown;
+  errorId?: string;
+};
 export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } | CrudFailure;
 
 /** Change notices for sessions of this process: the active cast after a change, loaded once for all. */
@@ -88,6 +96,8 @@ async function announceCast(repo: Repo): Promise<void> {
 function failure(type: CrudType, error: unknown): CrudFailure {
   if (error instanceof NotFoundError) return { ok: false, status: 404, error: error.message };
   if (error instanceof ConflictError) return { ok: false, status: 409, error: error.message };
-  const reason = error instanceof Error ? error.message : String(error);
-  return { ok: false, status: 500, error: `${type} failed: ${reason}` };
+  // The driver's message can quote SQL, parameters or a connection string: the client gets an
+  // id to quote, the log gets the details.
+  const errorId = randomUUID().slice(0, 8);
+  return { ok: false, status: 500, error: `${type} failed on the server (error id ${errorId}).`, cause: error, errorId };
 }

@@ -253,7 +253,9 @@ export class Repo {
           name: input.name ?? null,
           content: input.content,
           character_id: existingCharacterId(input.character_id),
-          interrupted: input.interrupted ?? false,
+          // The two say one thing: an interrupted message has status "interrupted".
+          interrupted: input.interrupted ?? input.status === 'interrupted',
+          status: input.status ?? (input.interrupted ? 'interrupted' : 'complete'),
         })
         .returning();
       return toMessage(single(rows));

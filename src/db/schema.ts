@@ -3,7 +3,7 @@
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, check, index, jsonb, pgTable, real, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { messageStatuses, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -76,9 +76,11 @@ export const messages = pgTable(
     content: text().notNull(),
     character_id: text().references(() => characters.id, { onDelete: 'set null', onUpdate: 'cascade' }),
     interrupted: boolean().notNull().default(false),
+    status: text({ enum: messageStatuses }).notNull().default('complete'),
     ...timestamps,
   },
   (t) => [
+    check('messages_status_check', sql`${t.status} in (${oneOf(messageStatuses)})`),
     index('messages_conversation_seq_idx').on(t.conversation_id, t.seq),
     index('messages_character_idx').on(t.character_id),
     check('messages_role_check', sql`${t.role} in (${oneOf(roles)})`),

@@ -155,7 +155,7 @@ export class ChatLLM {
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (idle.signal.aborted) throw new LlmError(`The LLM sent nothing for ${this.llm.timeoutMs} ms (LLM_TIMEOUT_MS); the reply was cut off.`);
-      throw describeLlmFailure(error, this.llm.baseUrl);
+      throw describeLlmFailure(error, this.llm.baseUrl, this.llm.client?.apiKey ?? undefined);
     } finally {
       clearTimeout(timer);
     }
@@ -209,13 +209,35 @@ export class ChatLLM {
 /** The full name and its first word, the forms a model uses to label a line. */
 const nameVariants = (name: string) => [name, name.split(/\s+/)[0] ?? name];
 
-function describeLlmFailure(error: unknown, baseUrl: string): LlmError {
+/** What each HTTP status from the LLM means, for the person reading the error. */
+const LLM_STATUS = new Map<number, string>([
+  [400, 'refused the request (HTTP 400)'],
+  [401, 'rejected the API key (HTTP 401): check LLM_API_KEY'],
+  [402, 'wants payment on the account (HTTP 402)'],
+  [403, 'refused access (HTTP 403): check LLM_API_KEY and the model'],
+  [404, 'does not know the model (HTTP 404): check LLM_MODEL'],
+  [408, 'timed out (HTTP 408)'],
+  [429, 'is rate-limiting this key (HTTP 429): wait, or use another key'],
+]);
+
+/** Provider error text can quote the key ("Incorrect API key provided: sk-…"): key-like tokens are masked. */
+const KEY_LIKE = /\b(?:sk|pk|rk|key|api|token)[-_][A-Za-z0-9_\-*.]{6,}/gi;
+
+function providerDetail(error: InstanceType<typeof OpenAI.APIError>, apiKey: string | undefined): string {
+  if (error.status === 401 || error.status === 403) return ''; // about the key: say nothing of it
+  let text = error.message.replace(/^\d{3}\s*/, '');
+  if (apiKey) text = text.split(apiKey).join('***');
+  text = text.replace(KEY_LIKE, '***').slice(0, 200);
+  return text ? `: ${text}` : '';
+}
+
+function describeLlmFailure(error: unknown, baseUrl: string, apiKey?: string): LlmError {
   if (error instanceof OpenAI.APIConnectionTimeoutError) return new LlmError(`The LLM at ${baseUrl} did not answer in time.`);
-  if (error instanceof OpenAI.APIConnectionError) return new LlmError(`Cannot reach the LLM at ${baseUrl}: ${error.cause instanceof Error ? error.cause.message : error.message}`);
+  if (error instanceof OpenAI.APIConnectionError) return new LlmError(`Cannot reach the LLM at ${baseUrl}.`);
   if (error instanceof OpenAI.APIError) {
-    const status = error.status ? `HTTP ${error.status}` : 'an error';
-    return new LlmError(`The LLM answered ${status}: ${error.message}`);
+    const status = error.status ?? 0;
+    const meaning = LLM_STATUS.get(status) ?? (status >= 500 ? `failed on its side (HTTP ${status})` : status ? `answered HTTP ${status}` : 'sent an error');
+    return new LlmError(`The LLM ${meaning}${providerDetail(error, apiKey)}`);
   }
-  const message = error instanceof Error ? error.message : String(error);
-  return new LlmError(`The LLM stream broke off: ${message}`);
+  return new LlmError('The LLM stream broke off.');
 }

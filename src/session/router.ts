@@ -19,13 +19,16 @@ import { SPEECH_INPUT_NOT_CONFIGURED } from '../transcribe/stt.ts';
 import { Transcribe } from '../transcribe/transcribe.ts';
 import type { VadModel } from '../transcribe/vad.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
+import { JsonInputError, parseJson } from '../util/json.ts';
 import type { Config } from '../config.ts';
 import type { TtsEngine } from '../speech/engine.ts';
 import { Speech } from '../speech/speech.ts';
 import type { VoiceResolver } from '../speech/voices.ts';
 import { AudioStreamer } from './audio-streamer.ts';
 import { ConversationLog } from './conversation-log.ts';
+import type { MessageSpool } from './message-spool.ts';
 import type { AudioItem, SentenceItem } from './items.ts';
+import { type Limited, type RateLimits, RequestLimiter } from './rate-limiter.ts';
 import { ConversationTurn } from './turn.ts';
 import { SocketWriter } from './writer.ts';
 
@@ -39,6 +42,10 @@ export interface SessionDeps {
   /** Speech input; absent when STT_ENGINE=none. */
   stt: { engine: SttEngine; vad: VadModel; config: Config['stt'] } | undefined;
   logger: Logger;
+  /** Per-connection request limits (RATE_LIMIT_*). */
+  rateLimits: RateLimits;
+  /** DATA_DIR's dead-letter file for messages the database refuses; absent: the error log only. */
+  spool?: MessageSpool | undefined;
 }
 
 interface Request {
@@ -54,7 +61,9 @@ type Handler<S extends z.ZodType> = {
 };
 const handler = <S extends z.ZodType>(schema: S, run: Handler<S>['run'], ordered = true): Handler<S> => ({ schema, run, ordered });
 
-const handlers: Record<string, Handler<z.ZodType>> = {
+// A Map, not a plain object: a frame's "type" is looked up by own key only, so names such as
+// "constructor" or "__proto__" are unknown types, never Object.prototype members.
+const handlers = new Map<string, Handler<z.ZodType>>(Object.entries({
   ping: handler(p.emptySchema, (r, _d, req) => r.send({ type: 'pong', ...echo(req) }), false),
   interrupt: handler(p.emptySchema, (r) => r.interrupt(), false),
   user_message: handler(p.userMessageSchema, (r, d: { text: string }, req) => r.queueTurn(d.text, req)),
@@ -68,9 +77,27 @@ const handlers: Record<string, Handler<z.ZodType>> = {
   // Immediate, like the binary audio frames they switch on and off, so frames keep their order relative to them.
   start_listening: handler(p.emptySchema, (r, _d, req) => r.listen(true, req), false),
   stop_listening: handler(p.emptySchema, (r, _d, req) => r.listen(false, req), false),
-};
+}));
 
 const echo = (req: Request) => (req.request_id === undefined ? {} : { request_id: req.request_id });
+
+/** JSON.parse that returns undefined for text that is not JSON. */
+function parseUnchecked(data: Buffer): unknown {
+  try {
+    return JSON.parse(data.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** What can be echoed of a frame whose envelope is invalid: its type and request_id, when they are strings. */
+function requestOf(json: unknown): Request | undefined {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+  const type = Object.hasOwn(json, 'type') ? (json as { type: unknown }).type : undefined;
+  const id = Object.hasOwn(json, 'request_id') ? (json as { request_id: unknown }).request_id : undefined;
+  if (typeof id !== 'string' || id.length > 200) return undefined;
+  return { type: typeof type === 'string' ? type.slice(0, 100) : 'unknown', request_id: id };
+}
 
 export class WebSocketRouter {
   readonly writer: SocketWriter;
@@ -89,8 +116,12 @@ export class WebSocketRouter {
   private readonly logger: Logger;
   private cast: Character[] = [];
   private generation = 0;
+  /** Turns (and voice previews) started so far: each has its own count of speech failures. */
+  private turnCount = 0;
   private current: { controller: AbortController; done: Promise<void> } | undefined;
   private ordered: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+  private readonly limiter: RequestLimiter;
   private readonly takeCast = (active: Character[]) => {
     this.cast = active;
   };
@@ -101,12 +132,18 @@ export class WebSocketRouter {
     tcp?: Socket,
   ) {
     this.writer = new SocketWriter(ws, tcp);
+    this.limiter = new RequestLimiter(deps.rateLimits);
     metrics.sessionOpened(); // paired with close(), which runs whenever the socket closes
     this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
     this.chat = new ChatLLM(deps.llm, deps.userName);
-    this.conversation = new ConversationLog(deps.repo, randomUUID(), () => this.cast.map((c) => c.id), (message) =>
-      this.error('storage_error', message),
-    );
+    this.conversation = new ConversationLog({
+      repo: deps.repo,
+      conversationId: randomUUID(),
+      activeCharacters: () => this.cast.map((c) => c.id),
+      report: (message) => this.error('storage_error', message),
+      spool: deps.spool,
+      logger: this.logger,
+    });
     if (deps.tts) {
       const generation = () => this.generation;
       const error = (code: ErrorCode, message: string) => this.error(code, message);
@@ -176,18 +213,29 @@ export class WebSocketRouter {
     void this.streamer?.run().catch((e) => this.fail(e));
   }
 
-  /** Cancels everything in flight and stores what is pending. */
-  async close(): Promise<void> {
+  /**
+   * Cancels everything in flight and stores what is pending: the running turn's partial reply
+   * (marked interrupted), then the user messages of the turns still queued. Idempotent: the
+   * shutdown and the socket's close both call it.
+   */
+  close(reason = 'connection closed'): Promise<void> {
+    this.closing ??= this.closeSession(reason);
+    return this.closing;
+  }
+
+  private async closeSession(reason: string): Promise<void> {
     crudChanges.off('characters', this.takeCast);
     metrics.sessionClosed();
+    const queued = this.turns.takeAll();
     this.turns.close();
-    this.current?.controller.abort(new Error('connection closed'));
+    this.current?.controller.abort(new Error(reason));
     await this.current?.done;
+    for (const turn of queued) this.keepUserMessage(turn.text);
     this.speech?.interrupt();
     this.transcribe?.close();
     this.sentences.close();
     this.audio.close();
-    if (!(await this.conversation.close())) this.logger.error('some messages could not be stored before the connection closed');
+    if (!(await this.conversation.close())) this.logger.error('some messages are not stored yet; they are retried while the server runs, then spooled');
     this.logger.info('session closed');
   }
 
@@ -205,9 +253,28 @@ export class WebSocketRouter {
     this.send({ type: 'error', data: { code, message, ...(req ? { request_type: req.type } : {}) }, ...(req ? echo(req) : {}) });
   }
 
+  /** A request over its rate limit: refused with how long to wait; nothing of it runs. */
+  private rateLimited({ message, retryAfterMs }: Limited, req: Request): void {
+    metrics.error('rate_limited');
+    this.send({ type: 'error', data: { code: 'rate_limited', message, request_type: req.type, retry_after_ms: retryAfterMs }, ...echo(req) });
+  }
+
   // -- incoming frames ---------------------------------------------------------------------
 
+  /**
+   * The one boundary every incoming frame passes: whatever a frame makes throw, synchronously
+   * here or later in its request, becomes an `internal` error for that request and the
+   * connection stays usable.
+   */
   handleFrame(data: Buffer, isBinary: boolean): void {
+    try {
+      this.readFrame(data, isBinary);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private readFrame(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
       this.transcribe?.feed(data); // microphone audio; dropped quietly while not listening
       return;
@@ -218,14 +285,16 @@ export class WebSocketRouter {
     }
     let json: unknown;
     try {
-      json = JSON.parse(data.toString('utf8'));
+      json = parseJson(data.toString('utf8'));
     } catch (e) {
-      this.error('bad_json', `Message is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      const tooDeep = e instanceof JsonInputError && e.tooDeep;
+      // Too deep is valid JSON: it is parsed (without walking it) only to echo the request.
+      this.error('bad_json', `Message is not valid JSON: ${e instanceof Error ? e.message : String(e)}`, tooDeep ? requestOf(parseUnchecked(data)) : undefined);
       return;
     }
     const envelope = p.envelopeSchema.safeParse(json);
     if (!envelope.success) {
-      this.error('invalid_payload', `Message must be an object with a string "type": ${p.describeZodError(envelope.error, 'message')}`);
+      this.error('invalid_payload', `Message must be an object with a string "type": ${p.describeZodError(envelope.error, 'message')}`, requestOf(json));
       return;
     }
     this.dispatch(envelope.data);
@@ -233,11 +302,21 @@ export class WebSocketRouter {
 
   private dispatch(envelope: p.Envelope): void {
     const req: Request = { type: envelope.type, ...echo(envelope) };
+    const limited = this.limiter.check(envelope.type);
+    if (limited) return this.rateLimited(limited, req);
+    try {
+      this.route(envelope, req);
+    } catch (error) {
+      this.fail(error, req);
+    }
+  }
+
+  private route(envelope: p.Envelope, req: Request): void {
     if (isCrudType(envelope.type)) {
-      this.inOrder(() => this.crud(envelope.type as Parameters<typeof runCrud>[1], envelope.data, req));
+      this.inOrder(() => this.crud(envelope.type as Parameters<typeof runCrud>[1], envelope.data, req), req);
       return;
     }
-    const h = handlers[envelope.type];
+    const h = handlers.get(envelope.type);
     if (!h) {
       this.error('unknown_type', `Unknown message type "${envelope.type}".`, req);
       return;
@@ -248,25 +327,27 @@ export class WebSocketRouter {
       return;
     }
     const run = () => h.run(this, parsed.data, req);
-    if (h.ordered) this.inOrder(run);
-    else void Promise.resolve(run()).catch((e) => this.fail(e, req));
+    if (h.ordered) this.inOrder(run, req);
+    else void Promise.resolve(run()).catch((e) => this.fail(e, req)); // now, not queued; a throw is caught by dispatch
   }
 
   /** Runs ordered requests one after another, so e.g. a user_message waits for a load_conversation before it. */
-  private inOrder(run: () => void | Promise<void>): void {
-    const req = this.ordered.then(run);
-    this.ordered = req.catch((e) => this.fail(e));
+  private inOrder(run: () => void | Promise<void>, req?: Request): void {
+    this.ordered = this.ordered.then(run).catch((e) => this.fail(e, req));
   }
 
+  /** An unexpected failure: the details go to the log under an error id the client also gets. */
   private fail(error: unknown, req?: Request): void {
-    this.logger.error({ err: error }, 'request failed');
-    this.error('internal', `Request failed: ${error instanceof Error ? error.message : String(error)}`, req);
+    const errorId = randomUUID().slice(0, 8);
+    this.logger.error({ err: error, error_id: errorId, request_type: req?.type }, 'request failed');
+    this.error('internal', `The request failed on the server (error id ${errorId}).`, req);
   }
 
   private async crud(type: Parameters<typeof runCrud>[1], data: unknown, req: Request): Promise<void> {
     const result = await runCrud(this.deps.repo, type, data);
     if (result.ok) this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
     else {
+      if (result.cause !== undefined) this.logger.error({ err: result.cause, error_id: result.errorId, request_type: type }, 'request failed');
       metrics.error('db_error');
       this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
     }
@@ -279,7 +360,13 @@ export class WebSocketRouter {
       this.error('invalid_payload', 'Invalid user_message: data.text must not be blank.', req);
       return;
     }
+    if (this.closing) return this.keepUserMessage(text); // no more turns, but what was said is stored
     this.turns.push({ text, receivedAt: metrics.now() });
+  }
+
+  /** Stores the user message of a turn that will not run (the connection is closing). */
+  private keepUserMessage(text: string): void {
+    this.conversation.append({ role: 'user', name: this.chat.userName, content: p.cleanText(text.trim()) });
   }
 
   /** Cancels the running turn and everything queued for speech, then acknowledges. */
@@ -355,7 +442,7 @@ export class WebSocketRouter {
     const speaker = { character_id: '', character_name: voice, message_id: randomUUID(), voice };
     const generation = this.generation;
     const sample = text ?? `Hello! This is the voice called ${voice}.`;
-    this.sentences.push({ kind: 'sentence', speaker, generation, sentence_index: 0, text: sample });
+    this.sentences.push({ kind: 'sentence', speaker, generation, turn: ++this.turnCount, sentence_index: 0, text: sample });
     this.sentences.push({ kind: 'end', speaker, generation });
   }
 
@@ -378,6 +465,10 @@ export class WebSocketRouter {
 
   private async turnLoop(): Promise<void> {
     for await (const { text, receivedAt } of this.turns) {
+      if (this.closing) {
+        this.keepUserMessage(text); // taken off the queue just as the session closed
+        continue;
+      }
       metrics.turnStarted();
       this.firstAudioFrom = receivedAt;
       const controller = new AbortController();
@@ -389,6 +480,7 @@ export class WebSocketRouter {
         send: (m) => this.send(m),
         error: (code, message) => this.error(code, message),
         generation: this.generation,
+        turn: ++this.turnCount,
         signal: controller.signal,
       });
       this.logger.info({ chars: text.length }, 'turn started');

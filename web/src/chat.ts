@@ -61,7 +61,8 @@ export class ChatView {
         if (m.role === 'user') this.list.appendChild(this.userEntry(m.content, m.name ?? userName, false));
         else if (m.role === 'assistant') {
           const entry = this.characterEntry({ message_id: m.message_id, character_id: m.character_id ?? '', character_name: m.name ?? 'Character' }, m.content);
-          if (m.interrupted) this.setInterrupted(entry);
+          if (m.status === 'failed') this.setFailed(entry);
+          else if (m.interrupted) this.setInterrupted(entry);
           this.entries.set(m.message_id, entry);
           this.list.appendChild(entry.el);
         } else this.list.appendChild(this.noteEntry(m.content));
@@ -102,14 +103,16 @@ export class ChatView {
     this.keepAtBottom(() => grow.appendData(text));
   }
 
-  streamStop(ids: StreamIds, fullText: string, interrupted: boolean): void {
+  /** `end`: how the reply ended — whole, cut off by the user, or cut short by a failure. */
+  streamStop(ids: StreamIds, fullText: string, end: 'complete' | 'interrupted' | 'failed'): void {
     const entry = this.entries.get(ids.message_id);
     if (!entry) return;
     entry.streaming = false;
     entry.el.classList.remove('is-replying');
     // The stop carries the whole reply: it is authoritative over the chunks.
-    if (fullText !== '' || interrupted) entry.text.data = fullText;
-    if (interrupted) this.setInterrupted(entry);
+    if (fullText !== '' || end !== 'complete') entry.text.data = fullText;
+    if (end === 'interrupted') this.setInterrupted(entry);
+    else if (end === 'failed') this.setFailed(entry);
     else if (!entry.el.classList.contains('is-speaking') && !entry.el.classList.contains('is-interrupted')) entry.status.replaceChildren();
     this.keepAtBottom(() => undefined);
   }
@@ -177,6 +180,13 @@ export class ChatView {
     entry.el.classList.add('is-interrupted');
     entry.el.classList.remove('is-speaking');
     entry.status.replaceChildren(h('span', { class: 'badge badge-warn' }, 'interrupted'));
+  }
+
+  /** The LLM failed mid-reply: what is shown is all there is, and it is not the whole answer. */
+  private setFailed(entry: Entry): void {
+    entry.el.classList.add('is-interrupted', 'is-failed');
+    entry.el.classList.remove('is-speaking');
+    entry.status.replaceChildren(h('span', { class: 'badge badge-danger', attrs: { title: 'The reply was cut short by an error' } }, 'failed'));
   }
 
   private renderEmpty(): void {

@@ -12,6 +12,7 @@ import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl }
 import { ConversationList } from './conversations.ts';
 import { debug, remember } from './debug.ts';
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
+import { ensureSession } from './login.ts';
 import { Microphone } from './mic.ts';
 import { Player } from './player.ts';
 import { lastConversation, rememberConversation, Settings } from './settings.ts';
@@ -121,8 +122,9 @@ class App {
     root.replaceChildren(this.layout());
   }
 
-  start(): void {
+  async start(): Promise<void> {
     unlockAudioOnGesture();
+    await ensureSession(); // a server with AUTH_TOKEN: the token first, then the socket
     this.conn.start();
     void this.store.reloadCharacters().catch((e: unknown) => toast(describeError(e), 'error', 'Could not load characters'));
     void this.store.reloadVoices().catch(() => undefined);
@@ -202,7 +204,7 @@ class App {
         if (!m.data.is_final) this.chat.streamChunk(m.data, m.data.text);
         return;
       case 'text_stream_stop':
-        this.chat.streamStop(m.data, m.data.text, m.data.interrupted === true);
+        this.chat.streamStop(m.data, m.data.text, m.data.failed ? 'failed' : m.data.interrupted ? 'interrupted' : 'complete');
         this.conversations.refreshSoon();
         return this.renderActivity();
       case 'audio_stream_start':
@@ -323,6 +325,8 @@ class App {
   }
 
   private onClosed(): void {
+    // A refused upgrade looks like any drop; if the token is what is missing, ask and retry.
+    void ensureSession().then((loggedIn) => loggedIn && this.conn.retryNow());
     this.chat.cutOpenStreams();
     this.player.reset();
     this.sttState = 'inactive';
@@ -496,4 +500,4 @@ class App {
 }
 
 const root = document.getElementById('app');
-if (root) new App(root).start();
+if (root) void new App(root).start();
