@@ -2,7 +2,7 @@
 // drops, interrupt, and header/frame adjacency under back-pressure.
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { AudioStreamer } from '../src/session/audio-streamer.ts';
 import type { AudioItem, Speaker } from '../src/session/items.ts';
@@ -24,10 +24,23 @@ before(async () => {
   await new Promise((resolve) => server.once('listening', resolve));
   url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
-after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+after(async () => {
+  for (const ws of accepted) ws.terminate();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+/** Closed after each test, passed or failed, so a failure never leaves a socket open. */
+const opened: Array<{ audio: AsyncQueue<AudioItem>; done: Promise<void>; client: TestClient }> = [];
+afterEach(async () => {
+  for (const p of opened.splice(0)) {
+    p.audio.close();
+    await p.done;
+    await p.client.close();
+  }
+});
 
 /** A client and, on the server side, a streamer over a real socket. */
-async function pair() {
+async function pair(leadMs = 0) {
   const serverSide = new Promise<WebSocket>((resolve) => (onAccept = resolve));
   const client = await TestClient.connect(url, { waitForSession: false });
   const ws = await serverSide;
@@ -35,8 +48,9 @@ async function pair() {
   let generation = 0;
   let released = 0;
   const writer = new SocketWriter(ws);
-  const streamer = new AudioStreamer({ audio, writer, generation: () => generation, released: (n) => (released += n), leadMs: 0 });
+  const streamer = new AudioStreamer({ audio, writer, generation: () => generation, released: (n) => (released += n), leadMs });
   const done = streamer.run();
+  opened.push({ audio, done, client });
   return {
     client, audio, streamer, writer, done,
     bump: () => generation++,
@@ -61,9 +75,6 @@ test('a message is framed start → (header, frame)* → stop; an end with no fr
   assert.equal(p.client.summary(), 'audio_stream_start, audio_chunk, binary, audio_chunk, binary, audio_stream_stop');
   assert.equal(p.client.ofType('audio_stream_start')[0]?.data.sample_rate, 24_000);
   assert.equal(p.released, 200);
-  p.audio.close();
-  await p.done;
-  await p.client.close();
 });
 
 test('items of an older generation are dropped wherever they wait, and their bytes released', async () => {
@@ -78,9 +89,6 @@ test('items of an older generation are dropped wherever they wait, and their byt
   assert.equal(p.client.summary(), 'audio_stream_start, audio_chunk, binary, audio_stream_stop');
   assert.equal(p.client.ofType('audio_stream_start')[0]?.data.message_id, 'new');
   assert.equal(p.released, 300);
-  p.audio.close();
-  await p.done;
-  await p.client.close();
 });
 
 test('interrupt closes the open stream as interrupted; a late chunk of it is never sent', async () => {
@@ -98,9 +106,24 @@ test('interrupt closes the open stream as interrupted; a late chunk of it is nev
   assert.equal(stops.data.message_id, 'b');
   assert.equal(p.client.summary(), 'audio_stream_start, audio_chunk, binary, audio_stream_stop, audio_stream_start, audio_chunk, binary, audio_stream_stop');
   assert.equal(p.client.ofType('audio_stream_stop')[0]?.data.interrupted, true);
-  p.audio.close();
-  await p.done;
-  await p.client.close();
+});
+
+test('a chunk already taken and waiting on pacing when the interrupt comes is dropped, not sent', async () => {
+  const p = await pair(100);
+  p.audio.push(chunk('a', 0, 0, 48_000)); // one second of audio: the next chunk waits ~0.9 s to be paced
+  await p.client.next('binary');
+  p.audio.push(chunk('a', 0, 1, 48_000));
+  await waitFor(() => p.audio.size === 0, 'the streamer to take the second chunk');
+  // The streamer's checks before the wait run in microtasks; a macrotask turn sees them done.
+  await new Promise((resolve) => setImmediate(resolve));
+  p.bump();
+  p.streamer.interrupt(); // wakes the paced wait: only the re-check after it stands between the chunk and the socket
+  p.audio.push(chunk('b', 1, 0));
+  p.audio.push(end('b', 1));
+  const stop = await p.client.waitFor((f) => f.type === 'audio_stream_stop' && f.data.message_id === 'b', 'the stop of b');
+  assert.equal(stop.type, 'audio_stream_stop');
+  assert.equal(p.client.summary(), 'audio_stream_start, audio_chunk, binary, audio_stream_stop, audio_stream_start, audio_chunk, binary, audio_stream_stop');
+  assert.equal(p.released, 48_000 * 2 + 100);
 });
 
 test('a slow reader: the streamer waits, headers stay next to their frames, nothing is lost', async () => {
@@ -122,9 +145,6 @@ test('a slow reader: the streamer waits, headers stay next to their frames, noth
   });
   const indexes = p.client.ofType('audio_chunk').map((h) => h.data.chunk_index);
   assert.deepEqual(indexes, Array.from({ length: frames }, (_, i) => i));
-  p.audio.close();
-  await p.done;
-  await p.client.close();
 });
 
 function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {

@@ -57,9 +57,17 @@ function check(value: unknown, path: string, kind: Check, sessions?: number): vo
   assert.ok(ok, `${path} should be ${kind}${sessions === undefined ? '' : ` at ${sessions} sessions`}, got ${JSON.stringify(v)}`);
 }
 
-test('the bench runs end to end and exits 0 (all targets met) or 1 (a target missed), not 2 (a failure)', () => {
+test('the bench runs end to end: turns and interrupts without errors, no frame after an ack, and its exit code follows its targets', () => {
   assert.ok(run.code === 0 || run.code === 1, `exit code ${run.code}:\n${run.output}`);
   assert.match(run.output, /Targets:/);
+  const latency = run.result.latency as { turns: number; interrupts: number; errors: number; frames_after_interrupt: { total: number } };
+  assert.ok(latency.turns > 0 && latency.interrupts > 0, `${latency.turns} turns, ${latency.interrupts} interrupts`);
+  assert.equal(latency.errors, 0, 'turns without errors');
+  assert.equal(latency.frames_after_interrupt.total, 0, 'nothing of a cancelled message after interrupt_ack');
+  // A target passes exactly when its figure is within its limit, and the exit code says whether all did.
+  const targets = run.result.targets as Array<{ name: string; value: number | null; limit: number; pass: boolean }>;
+  for (const t of targets) assert.equal(t.pass, t.value !== null && t.value <= t.limit, t.name);
+  assert.equal(run.code, targets.every((t) => t.pass) ? 0 : 1);
 });
 
 test('every latency figure is a summary taken at the latency step’s session count', () => {

@@ -22,7 +22,8 @@ import { openTestDatabases, resetData } from './support/db.ts';
 import { encodeWav, type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 
 const WEB_DIST = 'web/dist';
-const SCREENSHOT = 'docs/screenshot-chat.png';
+/** An ignored folder, so a test run leaves the tree clean; `npm run screenshots` points it at docs/. */
+const SCREENSHOT = join(process.env.SCREENSHOT_DIR ?? 'test-output', 'screenshot-chat.png');
 
 let llm: EngineServer;
 let tts: TtsEngine;
@@ -65,6 +66,7 @@ beforeEach(async () => {
   await resetData(db!.database);
   await chorus.repo.ensureStarterCast();
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, colorScheme: 'dark' });
+  await context.addInitScript(recordSourceStarts);
   page = await context.newPage();
   pageErrors = [];
   dialogs = [];
@@ -114,6 +116,27 @@ async function openApp(query = ''): Promise<ProxyConnection> {
 }
 
 const debugState = () => page.evaluate(() => JSON.parse(JSON.stringify(window.__chorus)) as Debug);
+
+/** One real AudioBufferSourceNode.start() call: context time at the call, when it plays, how long. */
+type SourceStart = { calledAt: number; startsAt: number; duration: number };
+
+/**
+ * Runs in the page before its scripts: records every AudioBufferSourceNode.start() call as the
+ * Web Audio API sees it (start() with no time, or a past one, plays at once), so playback is
+ * checked against what was really scheduled, not the player's own account of it.
+ */
+function recordSourceStarts(): void {
+  const starts: SourceStart[] = [];
+  (window as unknown as { __sourceStarts: SourceStart[] }).__sourceStarts = starts;
+  const original = AudioBufferSourceNode.prototype.start;
+  AudioBufferSourceNode.prototype.start = function (this: AudioBufferSourceNode, when?: number, ...rest: number[]) {
+    const calledAt = this.context.currentTime;
+    starts.push({ calledAt, startsAt: Math.max(when ?? 0, calledAt), duration: this.buffer?.duration ?? 0 });
+    return original.call(this, when, ...rest);
+  };
+}
+
+const sourceStarts = () => page.evaluate(() => (window as unknown as { __sourceStarts: SourceStart[] }).__sourceStarts);
 
 async function typeAndSend(text: string): Promise<void> {
   await page.locator('.composer-input').fill(text);
@@ -191,21 +214,24 @@ describe('chat', () => {
     await page.waitForFunction((n) => window.__chorus.playback.scheduledFrames === n, totalFrames);
     const playback = (await debugState()).playback;
     assert.deepEqual(playback.sampleRates, [22050]);
-    assert.ok(playback.scheduledFrames > 0);
     for (const [i, id] of ids.entries()) assert.equal(playback.framesByMessage[id], sent[i]!.frames, `frames of message ${i + 1}`);
     const seconds = sent.reduce((a, s) => a + s.bytes, 0) / 2 / 22050;
     assert.ok(Math.abs(playback.scheduledSeconds - seconds) < 1e-3, `scheduled ${playback.scheduledSeconds} s, the server sent ${seconds} s`);
     assert.ok(seconds > 3 && seconds < 40, `plausible length of speech: ${seconds} s`);
     assert.deepEqual(playback.order, ids, 'messages play first in first out');
-    // Gapless, read from the schedule itself: each frame starts exactly where the one before it
-    // ends, unless it only arrived after that one had finished playing (an underrun: a gap is
+    // Gapless, read from the real start() calls: each frame starts exactly where the one before
+    // it ends, unless it only arrived after that one had finished playing (an underrun: a gap is
     // then unavoidable); no frame ever overlaps the one before it.
     const timeline = playback.timeline;
+    const starts = await sourceStarts();
     assert.equal(timeline.length, totalFrames);
+    assert.equal(starts.length, totalFrames, 'one start() per frame');
     let late = 0;
-    for (let i = 1; i < timeline.length; i++) {
-      const [prevId, , , prevEnd] = timeline[i - 1]!;
-      const [id, at, start] = timeline[i]!;
+    for (let i = 1; i < starts.length; i++) {
+      const [prevId] = timeline[i - 1]!;
+      const [id] = timeline[i]!;
+      const prevEnd = starts[i - 1]!.startsAt + starts[i - 1]!.duration;
+      const { calledAt: at, startsAt: start } = starts[i]!;
       assert.ok(start >= prevEnd - 1e-6, `frame ${i} overlaps the one before it`);
       if (Math.abs(start - prevEnd) < 1e-6) continue;
       assert.ok(at > prevEnd - 0.1, `frame ${i} (${id === prevId ? 'same' : 'next'} message) was on hand ${prevEnd - at} s before the previous one ended, yet starts ${start - prevEnd} s after it`);
@@ -552,7 +578,7 @@ describe('connection', () => {
     await page.locator('dialog.settings-panel .panel-close').click();
 
     // The server goes silent (no pong): the client gives up on the socket and reconnects.
-    assert.ok(first.clientMessages('ping').length >= 1, 'pings are sent');
+    await proxy.waitFor(() => first.clientMessages('ping')[0], 'a ping from the page');
     proxy.policy = (_frame, conn) => (conn === first ? 'drop' : 'pass');
     await page.waitForFunction(() => window.__chorus.connection.sessions === 2 && window.__chorus.connection.state === 'connected', undefined, { timeout: 10_000 });
     const second = proxy.last;
@@ -585,10 +611,6 @@ describe('microphone', () => {
       const ms = (f.data.length / 2 / 16_000) * 1000;
       assert.ok(ms >= 20 && ms <= 100, `frame of ${ms} ms`);
     }
-    // Real time at 16 kHz: 24 frames of audio span about as long as the wall clock between them.
-    const audioMs = ((frames.slice(1, 25).reduce((a, f) => a + f.data.length, 0) / 2) * 1000) / 16_000;
-    const wallMs = frames[24]!.at - frames[0]!.at;
-    assert.ok(wallMs > audioMs * 0.6 && wallMs < audioMs * 1.6, `audio ${audioMs} ms arrived over ${wallMs} ms`);
     // It is the fake microphone's speech, not silence.
     const pcm = Buffer.concat(frames.map((f) => f.data));
     let sum = 0;
@@ -637,7 +659,6 @@ describe('microphone', () => {
     await page.waitForFunction(() => window.__chorus.playback.activeSources > 0);
     const during = first.clientBinary().length;
     await proxy.waitFor(() => first.clientBinary().length >= during + 5, 'mic frames during playback');
-    assert.ok((await debugState()).playback.activeSources > 0 || (await debugState()).playback.scheduledFrames > 0);
     assert.equal((await debugState()).mic.on, true);
 
     first.closeFromServer();

@@ -9,7 +9,7 @@ import type { Database } from '../src/db/client.ts';
 import { ConflictError, conversationTitle, NotFoundError, Repo, slugify } from '../src/db/repo.ts';
 import { characters, messages } from '../src/db/schema.ts';
 import { characterSchema, conversationSchema, messageSchema, voiceSchema } from '../src/protocol.ts';
-import { closeTestDatabases, openTestDatabases, resetData } from './support/db.ts';
+import { closeTestDatabases, openTestDatabases, postgresSkip, resetData } from './support/db.ts';
 
 const databases = await openTestDatabases();
 after(closeTestDatabases);
@@ -70,6 +70,9 @@ describe('slugify', () => {
     test(`${JSON.stringify(name)} → ${slug}`, () => assert.equal(slugify(name), slug));
   }
 });
+
+// Shown as skipped, with the reason, rather than silently absent.
+if (postgresSkip) describe('repository on postgres', { skip: postgresSkip }, () => {});
 
 for (const { name, database } of databases) {
   describe(`repository on ${name}`, () => {
@@ -375,6 +378,14 @@ for (const { name, database } of databases) {
         conversationId = (await repo.createConversation({ title: 'Chat' })).conversation_id;
       });
 
+      test('status and interrupted say one thing: given either, the other follows; failed is kept', async () => {
+        const own = await repo.createConversation({ title: 'statuses' }); // its own: the next tests count this group's messages
+        const put = (m: { interrupted?: boolean; status?: 'complete' | 'interrupted' | 'failed' }) =>
+          repo.createMessage({ conversation_id: own.conversation_id, role: 'assistant', content: 'x', ...m });
+        assert.deepEqual([(await put({ status: 'interrupted' })).interrupted, (await put({ interrupted: true })).status], [true, 'interrupted']);
+        assert.deepEqual([(await put({})).status, (await put({ status: 'failed' })).status], ['complete', 'failed']);
+      });
+
       test('create returns the stored record', async () => {
         await repo.createCharacter({ name: 'Speaker' });
         const message = await repo.createMessage({
@@ -396,6 +407,7 @@ for (const { name, database } of databases) {
             content: 'Hello!',
             character_id: 'speaker-001',
             interrupted: true,
+            status: 'interrupted',
             created_at: undefined,
             updated_at: undefined,
           },

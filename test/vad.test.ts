@@ -73,9 +73,8 @@ describe('Silero VAD model', () => {
     const started = process.hrtime.bigint();
     for (let r = 0; r < runs; r++) await score(r % windows);
     const usPerWindow = Number(process.hrtime.bigint() - started) / 1000 / runs;
+    // Reported only: the time per window is a target of the bench (engines.silero_vad), not of a test.
     t.diagnostic(`VAD: ${usPerWindow.toFixed(0)} µs per 512-sample window (${runs} windows)`);
-    // A generous bound (a quarter of the 32 ms a window covers): the machine may be busy with other work.
-    assert.ok(usPerWindow < 8000, `${usPerWindow.toFixed(0)} µs per window`);
 
     stream.reset();
     stream.window.fill(0);
@@ -93,6 +92,25 @@ describe('Silero VAD model', () => {
 });
 
 describe('utterance detection', () => {
+  /** `pcm` with deterministic white noise at `dbfs` added throughout. */
+  const noisy = (pcm: Int16Array, dbfs: number) => {
+    const noise = whiteNoise(samplesToMs(pcm.length), dbfs, 3);
+    return pcm.map((x, i) => Math.max(-32768, Math.min(32767, x + (noise[i] as number))));
+  };
+
+  // Speech this deep in noise scores between the shipped threshold (0.5) and 0.9 for most of
+  // its windows: a threshold raised to 0.9 or 0.95 misses it entirely.
+  for (const dbfs of [-14, -13.5]) {
+    test(`speech in white noise at ${dbfs} dBFS, scoring near the threshold, is still one utterance; the noise alone is none`, async () => {
+      const t = track({ silenceMs: 1000 }, clip(SENTENCES[2] as string), { silenceMs: 1500 });
+      const truth = t.speech[0] as Track['speech'][number];
+      const found = utterances(await detect(noisy(t.pcm, dbfs), frameSizes['256 ms']));
+      assert.equal(found.length, 1, JSON.stringify(found));
+      assert.ok(found[0]!.startMs < truth.endMs && found[0]!.endMs > truth.startMs, `the utterance ${JSON.stringify(found[0])} overlaps the speech`);
+      assert.deepEqual(utterances(await detect(noisy(new Int16Array(t.pcm.length), dbfs), frameSizes['256 ms'])), []);
+    });
+  }
+
   for (const text of SENTENCES) {
     test(`"${text}" is one utterance within ${TOLERANCE_MS} ms of the truth, whatever the frame size`, async () => {
       const t = track({ silenceMs: 1000 }, clip(text), { silenceMs: 1500 });

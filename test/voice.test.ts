@@ -14,10 +14,12 @@ import { frames, loudest, msToSamples, Speaker, track } from './support/speech-a
 let engines: EngineServer;
 let speaker: Speaker;
 let chorus: ChorusUnderTest;
+let env: Record<string, string>;
+let engineSet: Pick<Parameters<typeof startChorus>[0], 'stt' | 'tts'>;
 const clients: TestClient[] = [];
 
-const connect = async () => {
-  const client = await TestClient.connect(chorus.wsUrl);
+const connect = async (to = chorus) => {
+  const client = await TestClient.connect(to.wsUrl);
   clients.push(client);
   return client;
 };
@@ -34,12 +36,9 @@ before(async () => {
   speaker = await Speaker.start();
   const stt = createOpenAiSttEngine({ baseUrl: engines.baseUrl, apiKey: undefined, model: 'whisper-1', language: 'en', timeoutMs: 2000 });
   const tts = createOpenAiTtsEngine({ baseUrl: engines.baseUrl, apiKey: undefined, model: 'tts-1', sampleRate: 24_000, timeoutMs: 2000, defaultVoice: 'alloy' });
-  chorus = await startChorus({
-    database: db.database,
-    env: { LLM_BASE_URL: engines.baseUrl, LLM_API_KEY: 'k', STT_MIN_SPEECH_MS: '100', BARGE_IN_MIN_MS: '400' },
-    stt,
-    tts,
-  });
+  env = { LLM_BASE_URL: engines.baseUrl, LLM_API_KEY: 'k', STT_MIN_SPEECH_MS: '100', BARGE_IN_MIN_MS: '400' };
+  engineSet = { stt, tts };
+  chorus = await startChorus({ database: db.database, env, ...engineSet });
 });
 
 beforeEach(async () => {
@@ -120,6 +119,30 @@ describe('speech input', () => {
     const stop = await client.waitFor((f) => f.type === 'audio_stream_stop' && f.data.message_id === start.data.message_id, 'the reply audio to finish', 15_000);
     assert.equal(stop.type === 'audio_stream_stop' && stop.data.interrupted, undefined);
     assert.equal(client.ofType('interrupt_ack').length, 0);
+  });
+
+  test('with BARGE_IN=off, speaking over a character is heard but does not cut it off', async () => {
+    const [db] = await openTestDatabases();
+    const noBarge = await startChorus({ database: db!.database, env: { ...env, BARGE_IN: 'off' }, ...engineSet });
+    try {
+      engines.speech.script(() => ({ realtimeFactor: 1 })); // seconds of playback to talk over
+      engines.chat.enqueue({ tokens: tokenize('Let me tell you a long, long story about flour and water and time.') });
+      engines.transcription.script(() => ({ text: '' }));
+      const client = await connect(noBarge);
+      client.send({ type: 'start_listening' });
+      client.send({ type: 'user_message', data: { text: 'Bob, tell me a story.' } });
+      const start = await client.next('text_stream_start');
+      await client.next('binary');
+      speak(client, track(await speaker.say('Ada, stop please.'), { silenceMs: 1200 }).pcm);
+      // Long enough to barge in (it was transcribed), yet the reply plays to its end.
+      await client.waitFor((f) => f.type === 'stt_state' && f.data.state === 'transcribing', 'the utterance to end', 10_000);
+      const stop = await client.waitFor((f) => f.type === 'audio_stream_stop' && f.data.message_id === start.data.message_id, 'the reply audio to finish', 20_000);
+      assert.equal(stop.type === 'audio_stream_stop' && stop.data.interrupted, undefined);
+      assert.equal(client.ofType('interrupt_ack').length, 0);
+    } finally {
+      for (const c of clients.splice(0)) await c.close();
+      await noBarge.close();
+    }
   });
 
   test('bad audio frames get bad_audio and listening goes on', async () => {

@@ -1,6 +1,7 @@
 // Databases for tests: one in-memory PGlite per process (it takes seconds and hundreds of MB
-// to start, so it is shared, never one per test) and, when TEST_DATABASE_URL is set, that
-// PostgreSQL server, wiped and migrated afresh. Test files share them; resetData isolates groups.
+// to start, so it is shared, never one per test) and, when TEST_DATABASE_URL is set, a fresh
+// database of this process's own on that PostgreSQL server (files run in parallel, each in its
+// own process, so they never see each other's data), dropped again on close.
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { openDatabase, type Database } from '../../src/db/client.ts';
@@ -12,6 +13,10 @@ export interface TestDatabase {
 
 let pglite: Promise<Database> | undefined;
 let postgres: Promise<Database> | undefined;
+let postgresName: string | undefined;
+
+/** Why the PostgreSQL tests are skipped, or undefined when they run. */
+export const postgresSkip = process.env.TEST_DATABASE_URL ? undefined : 'TEST_DATABASE_URL is not set: no PostgreSQL server to test against';
 
 export async function openTestDatabases(): Promise<TestDatabase[]> {
   pglite ??= openDatabase({ dataDir: 'memory://' });
@@ -29,6 +34,9 @@ export async function closeTestDatabases(): Promise<void> {
   const open = [pglite, postgres];
   pglite = postgres = undefined;
   for (const database of open) if (database) await (await database).close();
+  const url = process.env.TEST_DATABASE_URL;
+  if (url && postgresName) await admin(url, `DROP DATABASE IF EXISTS ${postgresName}`);
+  postgresName = undefined;
 }
 
 /** Empties the four tables. */
@@ -36,19 +44,24 @@ export async function resetData(database: Database): Promise<void> {
   await database.db.execute(sql`truncate table messages, conversations, characters, voices`);
 }
 
-/**
- * Drops everything, including drizzle's own migration journal (schema `drizzle`), so the
- * migrations run from scratch against the current schema.
- */
+/** A new database named after TEST_DATABASE_URL's and this process, so the migrations run from scratch. */
 async function openFreshPostgres(url: string): Promise<Database> {
+  const target = new URL(url);
+  const name = `${target.pathname.slice(1).replace(/\W/g, '_') || 'test'}_${process.pid}`;
+  await admin(url, `DROP DATABASE IF EXISTS ${name}`);
+  await admin(url, `CREATE DATABASE ${name}`);
+  postgresName = name;
+  target.pathname = `/${name}`;
+  return openDatabase({ databaseUrl: target.toString() });
+}
+
+/** Runs one statement on TEST_DATABASE_URL's own database (CREATE/DROP DATABASE cannot run on the one dropped). */
+async function admin(url: string, statement: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query('DROP SCHEMA IF EXISTS drizzle CASCADE');
-    await client.query('DROP SCHEMA IF EXISTS public CASCADE');
-    await client.query('CREATE SCHEMA public');
+    await client.query(statement);
   } finally {
     await client.end();
   }
-  return openDatabase({ databaseUrl: url });
 }

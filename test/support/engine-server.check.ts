@@ -1,5 +1,5 @@
-// Self-test of the fake engine server (test/support/engine-server.ts), driven by the real
-// `openai` client the product uses, so the fixture is known to speak the protocols faithfully.
+// Self-test of the fake engine server (test/support/engine-server.ts), kept out of the product's suite (npm run test:fixtures),
+// driven by the real `openai` client the product uses, so the fixture is known to speak the protocols faithfully.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test, type TestContext } from 'node:test';
@@ -13,7 +13,7 @@ import {
   startEngineServer,
   synthesizeSpeech,
   voiceFrequency,
-} from './support/engine-server.ts';
+} from './engine-server.ts';
 
 async function setup(t: TestContext, opts?: EngineServerOptions, apiKey = 'test-key'): Promise<{ server: EngineServer; client: OpenAI }> {
   const server = await startEngineServer(opts);
