@@ -3,7 +3,7 @@
 // titles, what deletes cascade and what survives), stable message order, errors, seeding.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { after, beforeEach, describe, test } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
 import type { Database } from '../src/db/client.ts';
 import { ConflictError, conversationTitle, NotFoundError, Repo, slugify } from '../src/db/repo.ts';
@@ -79,7 +79,7 @@ for (const { name, database } of databases) {
     const repo = new Repo(database);
 
     describe('characters', () => {
-      before(() => resetData(database));
+      beforeEach(() => resetData(database)); // each test on its own data
 
       test('create, get, update, delete round trip', async () => {
         await repo.createVoice({ voice: 'alto' });
@@ -182,7 +182,7 @@ for (const { name, database } of databases) {
     });
 
     describe('character ids', () => {
-      before(() => resetData(database));
+      beforeEach(() => resetData(database)); // each test on its own data
 
       test('slug of the name plus the next free number', async () => {
         assert.equal((await repo.createCharacter({ name: 'Jenna Haze' })).id, 'jenna-haze-001');
@@ -217,7 +217,7 @@ for (const { name, database } of databases) {
     });
 
     describe('voices', () => {
-      before(() => resetData(database));
+      beforeEach(() => resetData(database)); // each test on its own data
 
       test('create, get, update, delete round trip', async () => {
         const created = await repo.createVoice({
@@ -285,6 +285,7 @@ for (const { name, database } of databases) {
 
       test('deleting a voice leaves its characters without a voice', async () => {
         await repo.createVoice({ voice: 'soon-gone' });
+        await repo.createVoice({ voice: 'amy' });
         const user = await repo.createCharacter({ name: 'Voiced', voice: 'soon-gone' });
         const other = await repo.createCharacter({ name: 'Other', voice: 'amy' });
         await repo.deleteVoice('soon-gone');
@@ -294,7 +295,7 @@ for (const { name, database } of databases) {
     });
 
     describe('conversations', () => {
-      before(() => resetData(database));
+      beforeEach(() => resetData(database)); // each test on its own data
 
       test('create, get, update, delete round trip', async () => {
         const created = await repo.createConversation({ title: 'Tea time', active_characters: ['a-001', 'b-001'] });
@@ -363,8 +364,10 @@ for (const { name, database } of databases) {
       });
 
       test('a new message moves its conversation to the top', async () => {
-        const oldest = (await repo.listConversations({ limit: 1, offset: 54 }))[0];
-        assert.ok(oldest);
+        const oldest = await repo.createConversation({ title: 'old' });
+        await sleep(2); // "newest" is by timestamp, and PGlite's clock ticks in milliseconds
+        await repo.createConversation({ title: 'new' });
+        assert.notEqual((await repo.listConversations({ limit: 1 }))[0]?.conversation_id, oldest.conversation_id);
         await sleep(2);
         await repo.createMessage({ conversation_id: oldest.conversation_id, role: 'user', content: 'hi' });
         assert.equal((await repo.listConversations({ limit: 1 }))[0]?.conversation_id, oldest.conversation_id);
@@ -373,7 +376,7 @@ for (const { name, database } of databases) {
 
     describe('messages', () => {
       let conversationId = '';
-      before(async () => {
+      beforeEach(async () => {
         await resetData(database);
         conversationId = (await repo.createConversation({ title: 'Chat' })).conversation_id;
       });
@@ -521,6 +524,7 @@ for (const { name, database } of databases) {
       });
 
       test('deleting a conversation deletes its messages, and only its', async () => {
+        await repo.createMessage({ conversation_id: conversationId, role: 'user', content: 'kept' });
         const doomed = (await repo.createConversation({ title: 'Doomed' })).conversation_id;
         await repo.createMessage({ conversation_id: doomed, role: 'user', content: 'a' });
         await repo.createMessage({ conversation_id: doomed, role: 'user', content: 'b' });
@@ -534,7 +538,7 @@ for (const { name, database } of databases) {
     });
 
     describe('starter cast', () => {
-      before(() => resetData(database));
+      beforeEach(() => resetData(database)); // each test on its own data
 
       test('seeds three espeak voices and three characters once', async () => {
         assert.equal(await repo.ensureStarterCast(), true);
