@@ -314,6 +314,18 @@ describe('errors', () => {
   });
 });
 
+describe('a reply cut short', () => {
+  test('by an LLM failure is marked failed in its bubble, with what did arrive', async () => {
+    await openApp();
+    llm.chat.enqueue({ tokens: tokenize('The tide turns at nine tonight'), failure: { cutAfterTokens: 3 } });
+    await typeAndSend('Mira, when is the tide?');
+    const bubble = page.locator('.msg-char.is-failed');
+    await bubble.locator('.badge-danger', { hasText: 'failed' }).waitFor();
+    assert.equal((await bubble.locator('.msg-text').textContent())?.trim(), tokenize('The tide turns at nine tonight').slice(0, 3).join('').trim());
+    assert.equal(await page.locator('.msg-char .badge-warn', { hasText: 'interrupted' }).count(), 0, 'failed, not interrupted');
+  });
+});
+
 // ───────────────────────────── records through the UI ─────────────────────────────
 
 describe('characters and voices', () => {
