@@ -10,7 +10,9 @@ import Fastify, { LogController, type FastifyReply, type FastifyRequest } from '
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import type { Database } from './db/client.ts';
+import { MAX_CARD_BYTES } from './cards.ts';
 import { accessControl } from './http/access.ts';
+import { cardRouteMethods, cardRoutes } from './http/card-routes.ts';
 import { type CrudType, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
 import type { Llm } from './llm/chat.ts';
@@ -112,7 +114,8 @@ export async function buildApp(deps: AppDeps) {
   for (const route of restRoutes) {
     app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps) });
   }
-  for (const [url, allowed] of methodsByUrl(restRoutes)) {
+  await app.register(cardRoutes, { repo: deps.repo }); // its own scope: PNG and multipart bodies there only
+  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods]) {
     const others = REST_METHODS.filter((m) => !allowed.includes(m));
     app.route({ method: others, url, handler: (req, reply) => methodNotAllowed(req, reply, allowed) });
   }
@@ -218,15 +221,19 @@ function methodNotAllowed(req: FastifyRequest, reply: FastifyReply, allowed: rea
  */
 function errorReply(error: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) {
   const status = error.statusCode ?? 500;
-  if (status >= 400 && status < 500) return reply.code(status).send({ error: clientReason(error, status) });
+  if (status >= 400 && status < 500) return reply.code(status).send({ error: clientReason(error, status, req) });
   const errorId = randomUUID().slice(0, 8);
   req.log.error({ err: error, error_id: errorId, url: req.routeOptions.url }, 'request failed');
   return reply.code(500).send({ error: `The request failed on the server (error id ${errorId}).` });
 }
 
 /** fastify's own 4xx messages, said for a person. */
-function clientReason(error: Error & { code?: string }, status: number): string {
+function clientReason(error: Error & { code?: string }, status: number, req: FastifyRequest): string {
+  if (status === 415 && cardRouteMethods.has(req.routeOptions.url ?? '')) {
+    return `Unsupported content type: send the card as image/png, application/json or multipart/form-data.`;
+  }
   if (status === 415) return `Unsupported content type: send the body as application/json.`;
+  if (status === 413 && cardRouteMethods.has(req.routeOptions.url ?? '')) return `The upload is far over the card size limit (${MAX_CARD_BYTES / (1024 * 1024)} MB).`;
   if (status === 413) return `The body is over the size limit (MAX_MESSAGE_BYTES).`;
   return error.message;
 }

@@ -17,10 +17,11 @@ export const isStorableText = (value: string): boolean => !NUL.test(value) && !L
 /** A string PostgreSQL can store; every string field that is stored or sent to SQL uses it. */
 export const storableText = () => z.string().refine(isStorableText, UNSTORABLE_TEXT);
 /** Server-produced text (LLM output, transcripts) made storable: NULs and unpaired surrogates removed. */
-export const cleanText = (value: string): string => value.replace(/\u0000/g, '').replace(LONE_SURROGATES, '');
+export const cleanText = (value: string): string =>
+  isStorableText(value) ? value : value.replace(/\u0000/g, '').replace(LONE_SURROGATES, ''); // per LLM delta: test before copying
 
 /** Every string (and key) inside a JSON value is storable text (for jsonb columns). */
-function isStorableJson(value: unknown): boolean {
+export function isStorableJson(value: unknown): boolean {
   if (typeof value === 'string') return isStorableText(value);
   if (Array.isArray(value)) return value.every(isStorableJson);
   if (typeof value === 'object' && value !== null) return Object.entries(value).every(([k, v]) => isStorableText(k) && isStorableJson(v));
@@ -29,6 +30,80 @@ function isStorableJson(value: unknown): boolean {
 
 const text = (max: number) => storableText().max(max);
 const id = storableText().trim().min(1).max(200);
+
+/**
+ * A `__proto__` key anywhere in a JSON value. JSON.parse keeps it as data, but zod (and any
+ * `obj[key] = …` copy) drops it or turns it into the copy's prototype, so it is refused outright.
+ */
+export function protoKeyPath(value: unknown, path = ''): string | undefined {
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = protoKeyPath(item, `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      if (key === '__proto__') return path ? `${path}.__proto__` : '__proto__';
+      const found = protoKeyPath(item, path ? `${path}.${key}` : key);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
+export const PROTO_KEY = 'must not contain a "__proto__" key';
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** SillyTavern's `extensions.talkativeness`: a number or a numeric string, 0–1; undefined when absent or not one. */
+export function talkativenessOf(extensions: Record<string, unknown> | undefined): number | undefined {
+  if (!extensions || !Object.hasOwn(extensions, 'talkativeness')) return undefined;
+  const raw = extensions.talkativeness;
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  return Number.isFinite(value) && value >= 0 && value <= 1 ? value : undefined;
+}
+
+/** Any JSON object, kept as given (own keys only, all storable, no `__proto__`). */
+const jsonObject = (what: string) =>
+  z.custom<Record<string, unknown>>(isPlainObject, `${what} must be an object`)
+    .refine((v) => protoKeyPath(v) === undefined, PROTO_KEY)
+    .refine(isStorableJson, UNSTORABLE_TEXT);
+/** A card's `extensions` (SillyTavern, RisuAI … keep their data there): any object, talkativeness checked. */
+export const extensionsSchema = jsonObject('extensions').refine(
+  (v) => !Object.hasOwn(v, 'talkativeness') || talkativenessOf(v) !== undefined,
+  'extensions.talkativeness must be a number (or numeric string) from 0 to 1',
+);
+/** Any JSON value for a card's fields Chorus does not model (V3's assets, nickname …). */
+const jsonValue = z.unknown().refine((v) => protoKeyPath(v) === undefined, PROTO_KEY).refine(isStorableJson, UNSTORABLE_TEXT);
+
+/** A lorebook entry (Character Card V2/V3): the spec's fields checked, any others kept. */
+export const characterBookEntrySchema = z.looseObject({
+  keys: z.array(text(1_000)).max(1_000),
+  content: text(100_000),
+  extensions: jsonObject('extensions').optional(),
+  enabled: z.boolean(),
+  insertion_order: z.number(),
+  case_sensitive: z.boolean().nullable().optional(),
+  use_regex: z.boolean().nullable().optional(),
+  constant: z.boolean().nullable().optional(),
+  name: text(1_000).nullable().optional(),
+  priority: z.number().nullable().optional(),
+  id: z.union([z.number(), text(200)]).nullable().optional(),
+  comment: text(10_000).nullable().optional(),
+  selective: z.boolean().nullable().optional(),
+  secondary_keys: z.array(text(1_000)).max(1_000).nullable().optional(),
+  position: z.union([z.enum(['before_char', 'after_char']), z.number(), text(100)]).nullable().optional(),
+});
+export const characterBookSchema = jsonValue.pipe(
+  z.looseObject({
+    name: text(1_000).optional(),
+    description: text(10_000).optional(),
+    scan_depth: z.number().nullable().optional(),
+    token_budget: z.number().nullable().optional(),
+    recursive_scanning: z.boolean().nullable().optional(),
+    extensions: jsonObject('extensions').optional(),
+    entries: z.array(characterBookEntrySchema).max(10_000),
+  }),
+);
+export type CharacterBook = z.infer<typeof characterBookSchema>;
 
 export const characterSchema = z.object({
   id: z.string(),
@@ -39,6 +114,22 @@ export const characterSchema = z.object({
   images: z.array(z.string()),
   is_active: z.boolean(),
   last_message: z.string().nullable(),
+  /** How readily the character speaks up unaddressed, 0–1 (SillyTavern's talkativeness). */
+  talkativeness: z.number(),
+  // Character Card V2/V3 fields (docs/protocol.md, Character).
+  description: z.string(),
+  personality: z.string(),
+  scenario: z.string(),
+  first_mes: z.string(),
+  mes_example: z.string(),
+  creator_notes: z.string(),
+  post_history_instructions: z.string(),
+  alternate_greetings: z.array(z.string()),
+  tags: z.array(z.string()),
+  creator: z.string(),
+  character_version: z.string(),
+  character_book: z.looseObject({ entries: z.array(z.looseObject({})) }).nullable(),
+  extensions: z.record(z.string(), z.unknown()),
   created_at: timestamp,
   updated_at: timestamp,
 });
@@ -95,6 +186,28 @@ export type Message = z.infer<typeof messageSchema>;
 // CRUD payloads (also the REST bodies)
 
 const nullableText = (max: number) => text(max).nullable().optional();
+/** Long card text (descriptions, example dialogue): cards run to tens of thousands of characters. */
+const CARD_TEXT_MAX = 100_000;
+/** The Character Card fields a character can be given (create, update, import). */
+function characterCardFields() {
+  const cardText = text(CARD_TEXT_MAX).optional();
+  return {
+    talkativeness: z.number().min(0).max(1).optional(),
+    description: cardText,
+    personality: cardText,
+    scenario: cardText,
+    first_mes: cardText,
+    mes_example: cardText,
+    creator_notes: cardText,
+    post_history_instructions: cardText,
+    alternate_greetings: z.array(text(CARD_TEXT_MAX)).max(200).optional(),
+    tags: z.array(text(200)).max(500).optional(),
+    creator: text(1_000).optional(),
+    character_version: text(1_000).optional(),
+    character_book: characterBookSchema.nullable().optional(),
+    extensions: extensionsSchema.optional(),
+  };
+}
 /** The original stored a conversation's active characters as ids or as character objects. */
 const characterIdList = z.array(z.union([id, z.object({ id }).transform((c) => c.id)])).max(100);
 
@@ -105,6 +218,7 @@ export const characterCreateSchema = z.strictObject({
   image_url: nullableText(3_000_000),
   images: z.array(text(3_000_000)).max(20).optional(),
   is_active: z.boolean().optional(),
+  ...characterCardFields(),
 });
 export type CharacterCreate = z.infer<typeof characterCreateSchema>;
 export const characterUpdateSchema = characterCreateSchema.partial().extend({
@@ -158,6 +272,12 @@ export const messageIdSchema = z.object({ message_id: z.uuid() });
 export const searchSchema = z.object({ query: text(200) });
 export const pageSchema = z.object(page);
 export const messagesPageSchema = z.object({ conversation_id: z.uuid(), ...page });
+
+/** GET /api/characters/{id}/export's query: the file (PNG by default) and the card spec (V2 by default). */
+export const cardExportQuerySchema = z.object({
+  format: z.enum(['png', 'json']).default('png'),
+  spec: z.enum(['v2', 'v3']).default('v2'),
+});
 
 /** POST /api/login: the access token (AUTH_TOKEN) a browser trades for its session cookie. */
 export const loginSchema = z.object({ token: z.string().min(1).max(4096) });

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import * as p from '../protocol.ts';
 import type { Character, ServerMessageOf, ServerMessageType } from '../protocol.ts';
-import type { Repo } from './repo.ts';
+import type { CharacterImport, Repo } from './repo.ts';
 import { ConflictError, NotFoundError } from './repo.ts';
 
 type DataOf<R extends ServerMessageType> = ServerMessageOf<R> extends { data: infer D } ? D : never;
@@ -83,6 +83,17 @@ export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Pro
   }
 }
 
+/** Creates characters from imported cards, all or none, as one more character change. */
+export async function runImport(repo: Repo, inputs: readonly CharacterImport[]): Promise<CrudResult> {
+  try {
+    const data = await repo.importCharacters(inputs);
+    await announceCast(repo);
+    return { ok: true, reply: 'characters_data', data };
+  } catch (error) {
+    return failure('import_characters', error);
+  }
+}
+
 /**
  * Tells the sessions the new active cast, before the reply: a user_message sent right after it
  * already meets the new cast. If the read fails, sessions keep the cast they had; the change
@@ -93,7 +104,7 @@ async function announceCast(repo: Repo): Promise<void> {
   if (active) crudChanges.emit('characters', active);
 }
 
-function failure(type: CrudType, error: unknown): CrudFailure {
+function failure(type: CrudType | 'import_characters', error: unknown): CrudFailure {
   if (error instanceof NotFoundError) return { ok: false, status: 404, error: error.message };
   if (error instanceof ConflictError) return { ok: false, status: 409, error: error.message };
   // The driver's message can quote SQL, parameters or a connection string: the client gets an

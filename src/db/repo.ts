@@ -17,6 +17,7 @@ import type {
   VoiceCreate,
   VoiceUpdate,
 } from '../protocol.ts';
+import { talkativenessOf } from '../protocol.ts';
 import type { Database, Db } from './client.ts';
 import { characters, conversations, messages, voices } from './schema.ts';
 
@@ -27,6 +28,9 @@ export class NotFoundError extends Error {
 export class ConflictError extends Error {
   override name = 'ConflictError';
 }
+
+/** A character to create from a card: its fields, and the card's others (kept for export). */
+export type CharacterImport = CharacterCreate & { card?: Record<string, unknown> };
 
 // Advisory lock keys (arbitrary constants; client.ts uses 7_245_001 for migrations).
 const STARTER_CAST_LOCK = 7_245_002;
@@ -95,11 +99,29 @@ export class Repo {
     return this.db.transaction((tx) => insertCharacter(tx, input));
   }
 
+  /** Creates all the characters or, if one fails, none. */
+  async importCharacters(inputs: readonly CharacterImport[]): Promise<Character[]> {
+    return this.db.transaction(async (tx) => {
+      const created: Character[] = [];
+      for (const input of inputs) created.push(await insertCharacter(tx, input));
+      return created;
+    });
+  }
+
+  /** The character and the card fields kept for export. */
+  async getCharacterCard(id: string): Promise<{ character: Character; card: Record<string, unknown> }> {
+    const rows = await this.db.select().from(characters).where(eq(characters.id, id));
+    const row = found(rows, `character "${id}"`);
+    return { character: toCharacter(row), card: row.card };
+  }
+
   /** Changes only the fields given (drizzle skips undefined ones); the id never changes. */
   async updateCharacter(input: CharacterUpdate): Promise<Character> {
     const { id, voice, ...fields } = input;
     return this.db.transaction(async (tx) => {
-      const changes = { ...fields, updated_at: now() };
+      // New extensions carrying a talkativeness set it, unless talkativeness itself is given.
+      const talkativeness = fields.talkativeness ?? talkativenessOf(fields.extensions);
+      const changes = { ...fields, ...(talkativeness === undefined ? {} : { talkativeness }), updated_at: now() };
       const voiceChange = voice === undefined ? {} : { voice: await existingVoice(tx, voice) };
       const rows = await tx
         .update(characters)
@@ -297,7 +319,7 @@ export class Repo {
  * the per-slug advisory lock (released at commit) makes concurrent creates of one name take
  * turns, and each sees the previous one's row, so no two get the same number.
  */
-async function insertCharacter(tx: Db, input: CharacterCreate): Promise<Character> {
+async function insertCharacter(tx: Db, input: CharacterImport): Promise<Character> {
   const voice = await existingVoice(tx, input.voice);
   const id = await nextCharacterId(tx, slugify(input.name));
   const rows = await tx
@@ -310,6 +332,21 @@ async function insertCharacter(tx: Db, input: CharacterCreate): Promise<Characte
       image_url: input.image_url ?? null,
       images: input.images ?? [],
       is_active: input.is_active ?? true,
+      talkativeness: input.talkativeness ?? talkativenessOf(input.extensions) ?? 0.5,
+      description: input.description ?? '',
+      personality: input.personality ?? '',
+      scenario: input.scenario ?? '',
+      first_mes: input.first_mes ?? '',
+      mes_example: input.mes_example ?? '',
+      creator_notes: input.creator_notes ?? '',
+      post_history_instructions: input.post_history_instructions ?? '',
+      alternate_greetings: input.alternate_greetings ?? [],
+      tags: input.tags ?? [],
+      creator: input.creator ?? '',
+      character_version: input.character_version ?? '',
+      character_book: input.character_book ?? null,
+      extensions: input.extensions ?? {},
+      card: input.card ?? {},
     })
     .returning();
   return toCharacter(single(rows));
@@ -357,7 +394,10 @@ const timestamps = (row: { created_at: Date; updated_at: Date }) => ({
   updated_at: row.updated_at.toISOString(),
 });
 
-const toCharacter = (row: CharacterRow): Character => ({ ...row, ...timestamps(row) });
+function toCharacter(row: CharacterRow): Character {
+  const { card: _exportOnly, ...record } = row;
+  return { ...record, ...timestamps(row) };
+}
 const toVoice = (row: VoiceRow): Voice => ({ ...row, ...timestamps(row) });
 const toConversation = (row: ConversationRow): Conversation => ({ ...row, ...timestamps(row) });
 

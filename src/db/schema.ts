@@ -2,8 +2,8 @@
 // (`npm run db:generate`). Column names are the wire's snake_case names, so a row maps onto
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, check, index, jsonb, pgTable, real, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { messageStatuses, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { bigint, boolean, check, doublePrecision, index, jsonb, pgTable, real, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { type CharacterBook, messageStatuses, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -44,6 +44,23 @@ export const characters = pgTable(
     images: jsonb().$type<string[]>().notNull().default([]),
     is_active: boolean().notNull().default(true),
     last_message: text(),
+    talkativeness: doublePrecision().notNull().default(0.5),
+    // Character Card V2/V3 fields (an imported card's, or given by create/update).
+    description: text().notNull().default(''),
+    personality: text().notNull().default(''),
+    scenario: text().notNull().default(''),
+    first_mes: text().notNull().default(''),
+    mes_example: text().notNull().default(''),
+    creator_notes: text().notNull().default(''),
+    post_history_instructions: text().notNull().default(''),
+    alternate_greetings: jsonb().$type<string[]>().notNull().default([]),
+    tags: jsonb().$type<string[]>().notNull().default([]),
+    creator: text().notNull().default(''),
+    character_version: text().notNull().default(''),
+    character_book: jsonb().$type<CharacterBook>(),
+    extensions: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+    /** The card's other fields (V3's nickname, assets, … and unknown ones), kept for export; not on the wire. */
+    card: jsonb().$type<Record<string, unknown>>().notNull().default({}),
     ...timestamps,
   },
   // Deleting a voice sets its characters' voice to null: the index spares a full scan.

@@ -1,0 +1,273 @@
+// Character cards (Character Card V1, V2 and V3, as SillyTavern and others share them): reading a
+// card from its JSON or from the PNG that carries it in a tEXt chunk (`chara`, V3's `ccv3`,
+// base64 of UTF-8 JSON), and writing a character back out as one. The card's fields Chorus
+// models are columns; all others (V3's nickname, assets …, unknown ones) are kept as the
+// character's `card` and written back on export, so import → export → import changes nothing.
+import { deflateSync } from 'node:zlib';
+import encodeChunks from 'png-chunks-encode';
+import extractChunks from 'png-chunks-extract';
+import textChunk from 'png-chunk-text';
+import type { CharacterImport } from './db/repo.ts';
+import {
+  type Character,
+  characterCreateSchema,
+  describeZodError,
+  isStorableJson,
+  protoKeyPath,
+  talkativenessOf,
+  UNSTORABLE_TEXT,
+} from './protocol.ts';
+import { JsonInputError, parseJson } from './util/json.ts';
+
+/** A card that cannot be imported; the message says why, for the person who sent it. */
+export class CardError extends Error {
+  override name = 'CardError';
+}
+
+/** The largest card file read (PNG or JSON). */
+export const MAX_CARD_BYTES = 8 * 1024 * 1024;
+/** Cards in one multipart upload. */
+export const MAX_CARD_FILES = 20;
+/** A picture is kept as a data URL in image_url, whose limit (protocol.ts) this is. */
+const MAX_IMAGE_URL_CHARS = 3_000_000;
+
+export type CardSpec = 'v2' | 'v3';
+const SPECS = new Map<string, CardSpec>([
+  ['chara_card_v2', 'v2'],
+  ['chara_card_v3', 'v3'],
+]);
+
+/** The card fields that are Character columns; every other field of the card is kept in `card`. */
+const COLUMN_FIELDS = new Set([
+  'name',
+  'description',
+  'personality',
+  'scenario',
+  'first_mes',
+  'mes_example',
+  'creator_notes',
+  'system_prompt',
+  'post_history_instructions',
+  'alternate_greetings',
+  'tags',
+  'creator',
+  'character_version',
+  'character_book',
+  'extensions',
+]);
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const PNG_DATA_URL = 'data:image/png;base64,';
+/** The tEXt keywords a card is stored under, preferred first (V3 writers also write a V2 `chara`). */
+const CARD_KEYWORDS = ['ccv3', 'chara'] as const;
+
+export const isPng = (bytes: Uint8Array): boolean => bytes.length >= 8 && PNG_SIGNATURE.equals(bytes.subarray(0, 8));
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+/** A card file's bytes, PNG (by its signature) or JSON, as the character to create. */
+export function cardFromFile(bytes: Buffer, kind: 'png' | 'json'): CharacterImport {
+  if (bytes.length > MAX_CARD_BYTES) throw new CardError(`the card is ${bytes.length} bytes; the limit is ${MAX_CARD_BYTES} bytes (${mb(MAX_CARD_BYTES)})`);
+  if (kind === 'png') return cardFromPng(bytes);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new CardError('the JSON card is not UTF-8 text');
+  }
+  if (text.trim() === '') throw new CardError('the card is empty');
+  return cardFromJson(parseCardJson(text, 'the JSON card'));
+}
+
+/** A PNG card: the card from its `ccv3` (preferred) or `chara` chunk, the image as the picture. */
+export function cardFromPng(bytes: Buffer): CharacterImport {
+  if (!isPng(bytes)) throw new CardError('the file is not a PNG image (its signature is wrong)');
+  let chunks: Array<{ name: string; data: Uint8Array }>;
+  try {
+    chunks = extractChunks(new Uint8Array(bytes));
+  } catch {
+    throw new CardError('the PNG is damaged or cut short (a chunk is truncated or fails its CRC)');
+  }
+  const texts = new Map<string, string>();
+  for (const chunk of chunks) {
+    if (chunk.name !== 'tEXt') continue;
+    const keyword = textKeyword(chunk.data);
+    if (!CARD_KEYWORDS.some((k) => k === keyword) || texts.has(keyword)) continue;
+    try {
+      texts.set(keyword, textChunk.decode(chunk.data).text);
+    } catch {
+      throw new CardError(`the PNG's "${keyword}" text chunk is malformed`);
+    }
+  }
+  const keyword = CARD_KEYWORDS.find((k) => texts.has(k));
+  if (keyword === undefined) throw new CardError('the PNG carries no character card (it has no "chara" or "ccv3" text chunk)');
+  const json = decodeBase64Utf8(texts.get(keyword) ?? '', `the PNG's "${keyword}" chunk`);
+  const input = cardFromJson(parseCardJson(json, `the PNG's "${keyword}" chunk`));
+  // The picture without the card in it: the card is stored as fields, not twice.
+  const picture = Buffer.from(encodeChunks(chunks.filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))))));
+  const imageUrl = PNG_DATA_URL + picture.toString('base64');
+  if (imageUrl.length > MAX_IMAGE_URL_CHARS) {
+    throw new CardError(`the card's picture is ${mb(picture.length)}; pictures are kept up to ${mb((MAX_IMAGE_URL_CHARS * 3) / 4)}`);
+  }
+  return { ...input, image_url: imageUrl };
+}
+
+/** A parsed card (V1 flat, V2 or V3 with `data`) as the character to create. */
+export function cardFromJson(card: unknown): CharacterImport {
+  if (!isObject(card)) throw new CardError('the card is not a JSON object');
+  const proto = protoKeyPath(card);
+  if (proto !== undefined) throw new CardError(`the card has a "__proto__" key (at ${proto}); such keys are refused`);
+  let data: Record<string, unknown>;
+  let where: string;
+  if (Object.hasOwn(card, 'spec')) {
+    const spec = card.spec;
+    if (typeof spec !== 'string' || !SPECS.has(spec)) {
+      throw new CardError(`the card's spec is ${JSON.stringify(spec)}; Chorus reads "chara_card_v2" and "chara_card_v3" (or a V1 card without spec)`);
+    }
+    const inner = Object.hasOwn(card, 'data') ? card.data : undefined;
+    if (!isObject(inner)) throw new CardError(`the ${spec} card has no "data" object`);
+    data = inner;
+    where = 'data';
+  } else {
+    data = card; // V1: the fields at the top level
+    where = 'card';
+  }
+  if (!Object.hasOwn(data, 'name') || typeof data.name !== 'string' || data.name.trim() === '') {
+    throw new CardError(`the card has no name (${where}.name)`);
+  }
+  const columns: Record<string, unknown> = {};
+  const extras: Array<[string, unknown]> = [];
+  for (const [key, value] of Object.entries(data)) {
+    if (!COLUMN_FIELDS.has(key)) extras.push([key, value]);
+    // A null field is an absent one (some writers put null for empty), except the lorebook's.
+    else if (value !== null || key === 'character_book') Object.defineProperty(columns, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  const parsed = characterCreateSchema.safeParse(columns);
+  if (!parsed.success) throw new CardError(`the card has invalid fields: ${describeZodError(parsed.error, where)}`);
+  const card_ = Object.fromEntries(extras);
+  if (!isStorableJson(card_)) throw new CardError(`the card's other fields ${UNSTORABLE_TEXT}`);
+  // V1 (SillyTavern's old format) had talkativeness at the top level.
+  const v1Talkativeness = where === 'card' ? talkativenessOf(data) : undefined;
+  return { ...parsed.data, ...(v1Talkativeness === undefined ? {} : { talkativeness: v1Talkativeness }), card: card_ };
+}
+
+function parseCardJson(text: string, what: string): unknown {
+  try {
+    return parseJson(text);
+  } catch (error) {
+    const reason = error instanceof JsonInputError ? error.message : 'it cannot be parsed';
+    throw new CardError(`${what} is not valid JSON: ${reason}`);
+  }
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
+
+function decodeBase64Utf8(text: string, what: string): string {
+  const compact = text.replace(/\s+/g, '');
+  if (compact === '' || !BASE64.test(compact)) throw new CardError(`${what} is not valid base64`);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(compact, 'base64'));
+  } catch {
+    throw new CardError(`${what} is not base64 of UTF-8 text`);
+  }
+}
+
+/** A tEXt chunk's keyword (the Latin-1 bytes before the first NUL), lower-cased as readers do. */
+function textKeyword(data: Uint8Array): string {
+  const end = data.indexOf(0);
+  return Buffer.from(data.subarray(0, end < 0 ? data.length : end)).toString('latin1').toLowerCase();
+}
+const isCardKeyword = (keyword: string) => CARD_KEYWORDS.some((k) => k === keyword);
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+/** The character as a card of `spec` (V2: chara_card_v2 2.0; V3: chara_card_v3 3.0). */
+export function characterCard(character: Character, card: Record<string, unknown>, spec: CardSpec): Record<string, unknown> {
+  const data = Object.fromEntries<unknown>([
+    ['name', character.name],
+    ['description', character.description],
+    ['personality', character.personality],
+    ['scenario', character.scenario],
+    ['first_mes', character.first_mes],
+    ['mes_example', character.mes_example],
+    ['creator_notes', character.creator_notes],
+    ['system_prompt', character.system_prompt],
+    ['post_history_instructions', character.post_history_instructions],
+    ['alternate_greetings', character.alternate_greetings],
+    ['tags', character.tags],
+    ['creator', character.creator],
+    ['character_version', character.character_version],
+    ...(character.character_book === null ? [] : [['character_book', character.character_book] as const]),
+    ['extensions', exportedExtensions(character)],
+    ...(spec === 'v3' ? [['group_only_greetings', []] as const] : []), // required by V3; the card's own wins below
+    ...Object.entries(card),
+  ]);
+  return spec === 'v3' ? { spec: 'chara_card_v3', spec_version: '3.0', data } : { spec: 'chara_card_v2', spec_version: '2.0', data };
+}
+
+/**
+ * The extensions as stored, with talkativeness written in only when the character's differs
+ * from what they say (so a card's "0.8" stays "0.8", and a card without one stays without).
+ */
+function exportedExtensions(character: Character): Record<string, unknown> {
+  const implied = talkativenessOf(character.extensions) ?? 0.5;
+  if (implied === character.talkativeness) return character.extensions;
+  return { ...character.extensions, talkativeness: character.talkativeness };
+}
+
+/**
+ * The character's picture (when it is a PNG data URL; otherwise a generated one) with the card
+ * in it: `chara` (V2) and, for V3, `ccv3` as well, as SillyTavern writes them.
+ */
+export function characterPng(character: Character, card: Record<string, unknown>, spec: CardSpec): Buffer {
+  const picture = pictureChunks(character).filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))));
+  const base64 = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
+  const texts = [textChunk.encode('chara', base64(characterCard(character, card, 'v2')))];
+  if (spec === 'v3') texts.push(textChunk.encode('ccv3', base64(characterCard(character, card, 'v3'))));
+  const end = picture.findIndex((c) => c.name === 'IEND');
+  const chunks = [...picture.slice(0, end), ...texts, ...picture.slice(end)];
+  return Buffer.from(encodeChunks(chunks));
+}
+
+function pictureChunks(character: Character): Array<{ name: string; data: Uint8Array }> {
+  const url = character.image_url;
+  if (url?.startsWith(PNG_DATA_URL)) {
+    try {
+      const chunks = extractChunks(new Uint8Array(Buffer.from(url.slice(PNG_DATA_URL.length), 'base64')));
+      if (chunks.some((c) => c.name === 'IEND')) return chunks;
+    } catch {
+      // Not a readable PNG after all: the generated picture stands in.
+    }
+  }
+  return solidPng(colourOf(character.id));
+}
+
+/** A 64×64 PNG of one colour (RGB, 8 bits, no interlace). */
+function solidPng([r, g, b]: [number, number, number], size = 64): Array<{ name: string; data: Uint8Array }> {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(size, 0);
+  header.writeUInt32BE(size, 4);
+  header.set([8, 2, 0, 0, 0], 8); // bit depth 8, colour type RGB, deflate, filter 0, no interlace
+  const row = Buffer.alloc(1 + size * 3); // filter byte 0, then the pixels
+  for (let x = 0; x < size; x++) row.set([r, g, b], 1 + x * 3);
+  const pixels = Buffer.concat(Array.from({ length: size }, () => row));
+  return [
+    { name: 'IHDR', data: new Uint8Array(header) },
+    { name: 'IDAT', data: new Uint8Array(deflateSync(pixels)) },
+    { name: 'IEND', data: new Uint8Array(0) },
+  ];
+}
+
+/** A muted colour that is the same for one character every time. */
+function colourOf(id: string): [number, number, number] {
+  let hash = 0;
+  for (const c of id) hash = (hash * 31 + (c.codePointAt(0) ?? 0)) >>> 0;
+  return [80 + (hash & 0x7f), 80 + ((hash >> 7) & 0x7f), 80 + ((hash >> 14) & 0x7f)];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
