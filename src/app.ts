@@ -92,13 +92,13 @@ or use the REST API under <code>/api</code>.</p>`;
 export async function buildApp(deps: AppDeps) {
   const { config } = deps;
   const app = Fastify({ loggerInstance: deps.logger, bodyLimit: config.maxMessageBytes, logController: new LogController({ disableRequestLogging: true }) });
-  // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
-  // read and answered with a clear error instead.
   // JSON is the only body the API reads: any other content type is 415, not silently ignored
   // (fastify would otherwise read text/plain as a string and the route would see no fields).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
   app.setErrorHandler(errorReply);
+  // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
+  // read and answered with a clear error instead.
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
   await app.register(accessControl, { config }); // Host, Origin and AUTH_TOKEN checks, before any route
 
