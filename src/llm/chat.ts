@@ -6,6 +6,7 @@ import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } 
 import type { Config } from '../config.ts';
 import type { Character, Message, ModelSettings } from '../protocol.ts';
 import { metrics } from '../metrics.ts';
+import { buildPrompt, estimateTokens } from './prompt.ts';
 import { ReplyCleaner } from './reply-cleaner.ts';
 
 export interface HistoryEntry {
@@ -77,9 +78,6 @@ export function apiName(name: string): string | undefined {
   return cleaned === '' ? undefined : cleaned;
 }
 
-/** A cheap token estimate (≈ 4 characters a token, plus framing) for the history budget. */
-const estimateTokens = (text: string) => Math.ceil(text.length / 4) + 4;
-
 /** OpenAI allows at most four stop sequences. */
 const MAX_STOPS = 4;
 
@@ -101,10 +99,16 @@ export class ChatLLM {
       .map((m) => ({ role: m.role, name: m.name ?? (m.role === 'user' ? this.userName : 'Character'), content: m.content, character_id: m.character_id }));
   }
 
-  /** The messages one character's LLM call receives: its prompt, then as much recent history as the budget allows. */
+  /**
+   * The messages one character's LLM call receives: its prompt (src/llm/prompt.ts), as much
+   * recent history as the budget leaves, then its post-history instructions, if any. The
+   * budget pays for the whole fixed prompt first.
+   */
   buildMessages(character: Character, cast: readonly Character[]): ChatCompletionMessageParam[] {
-    const system: ChatCompletionMessageParam = { role: 'system', content: this.systemPrompt(character, cast) };
-    let budget = this.llm.historyTokenBudget - estimateTokens(system.content as string);
+    const prompt = buildPrompt({ character, cast, userName: this.userName, history: this.history.map((h) => h.content) });
+    const system: ChatCompletionMessageParam = { role: 'system', content: prompt.system };
+    const after: ChatCompletionMessageParam[] = prompt.postHistory === '' ? [] : [{ role: 'system', content: prompt.postHistory }];
+    let budget = [system, ...after].reduce((left, m) => left - estimateTokens(m.content as string), this.llm.historyTokenBudget);
     const kept: ChatCompletionMessageParam[] = [];
     for (let i = this.history.length - 1; i >= 0; i--) {
       const message = this.toApiMessage(this.history[i] as HistoryEntry, character);
@@ -112,7 +116,7 @@ export class ChatLLM {
       if (budget < 0 && kept.length > 0) break; // the newest message is always sent
       kept.push(message);
     }
-    return [system, ...kept.reverse()];
+    return [system, ...kept.reverse(), ...after];
   }
 
   /**
@@ -181,18 +185,6 @@ export class ChatLLM {
       stop: stops,
       ...extra,
     };
-  }
-
-  private systemPrompt(character: Character, cast: readonly Character[]): string {
-    const others = cast.filter((c) => c.id !== character.id).map((c) => c.name);
-    const company = others.length > 0 ? ` The others in this conversation are ${others.join(', ')} and ${this.userName}.` : ` You are talking with ${this.userName}.`;
-    return [
-      character.system_prompt.trim(),
-      `You are ${character.name}.${company}`,
-      `Reply only as ${character.name}, in the first person, with ${character.name}'s next line of dialogue. Do not write lines for anyone else, and do not prefix your reply with your name. Your words are spoken aloud, so keep them conversational.`,
-    ]
-      .filter(Boolean)
-      .join('\n\n');
   }
 
   /** The character's own lines are its assistant turns; everyone else's are user turns, labelled. */

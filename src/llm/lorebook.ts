@@ -1,0 +1,157 @@
+// A character's lorebook (Character Card V2/V3 `character_book`): which entries go into the
+// prompt for this reply. An entry is active when it is enabled and either `constant` or one of
+// its `keys` appears in the last `scan_depth` messages (and, when `selective`, one of its
+// `secondary_keys` too). Keys match as whole words, case-insensitively, unless the entry says
+// otherwise (`case_sensitive`, `extensions.match_whole_words`); a key written `/pattern/flags`
+// is a regular expression. Active entries are kept highest priority first (`priority`, then
+// `insertion_order`) until `token_budget` is spent, then placed by `insertion_order`, lowest first.
+// Not supported: recursive scanning, probability, groups, timed effects (SillyTavern extensions).
+
+export const DEFAULT_SCAN_DEPTH = 4;
+export const DEFAULT_TOKEN_BUDGET = 500;
+
+export type LorePosition = 'before_char' | 'after_char';
+export interface ActiveLore {
+  before_char: string[];
+  after_char: string[];
+}
+
+interface Entry {
+  index: number;
+  keys: string[];
+  secondary: string[];
+  content: string;
+  enabled: boolean;
+  constant: boolean;
+  selective: boolean;
+  caseSensitive: boolean;
+  wholeWords: boolean;
+  order: number;
+  priority: number;
+  position: LorePosition;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const own = (o: Json, key: string): unknown => (Object.hasOwn(o, key) ? o[key] : undefined);
+const strings = (v: unknown) => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.trim() !== '') : []);
+const finite = (v: unknown, fallback: number) => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+/** The entry's own field, else SillyTavern's copy under `extensions`, else the default. */
+const flag = (entry: Json, extensions: Json, key: string, fallback: boolean): boolean => {
+  const value = own(entry, key) ?? own(extensions, key);
+  return typeof value === 'boolean' ? value : fallback;
+};
+
+/** The spec's names, and SillyTavern's numbers under `extensions.position` (0 before, 1 after; others, at depth or by the author's note, go after). */
+const POSITIONS = new Map<unknown, LorePosition>([
+  ['before_char', 'before_char'],
+  ['after_char', 'after_char'],
+  [0, 'before_char'],
+  [1, 'after_char'],
+]);
+const positionOf = (entry: Json, extensions: Json): LorePosition => {
+  const stated = own(entry, 'position') ?? own(extensions, 'position');
+  if (stated === undefined || stated === null) return 'before_char';
+  return POSITIONS.get(stated) ?? 'after_char';
+};
+
+function readEntry(raw: unknown, index: number): Entry | undefined {
+  if (!isObject(raw)) return undefined;
+  const content = own(raw, 'content');
+  if (typeof content !== 'string' || content.trim() === '') return undefined;
+  const extensions = isObject(own(raw, 'extensions')) ? (own(raw, 'extensions') as Json) : {};
+  return {
+    index,
+    keys: strings(own(raw, 'keys')),
+    secondary: strings(own(raw, 'secondary_keys')),
+    content,
+    enabled: own(raw, 'enabled') !== false,
+    constant: own(raw, 'constant') === true,
+    selective: own(raw, 'selective') === true,
+    caseSensitive: flag(raw, extensions, 'case_sensitive', false),
+    wholeWords: flag(raw, extensions, 'match_whole_words', true),
+    order: finite(own(raw, 'insertion_order'), 0),
+    priority: finite(own(raw, 'priority'), 0),
+    position: positionOf(raw, extensions),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const REGEX_KEY = /^\/(.+)\/([a-z]*)$/s;
+/**
+ * Patterns that can backtrack catastrophically — a quantified group holding a quantifier
+ * ("(a+)+"), or a back-reference — are not run: such a key is matched as literal text, as an
+ * invalid pattern is. The scan runs on the server, on every reply, over what anyone typed.
+ */
+const RISKY = [/\((?:[^()\\]|\\.)*(?:[+*}]|\{\d)(?:[^()\\]|\\.)*\)\s*[+*{]/, /\\[1-9]|\\k</];
+const MAX_PATTERN = 500;
+
+function regexKey(key: string): RegExp | undefined {
+  const parts = REGEX_KEY.exec(key);
+  const pattern = parts?.[1];
+  if (pattern === undefined || pattern.length > MAX_PATTERN || RISKY.some((r) => r.test(pattern))) return undefined;
+  try {
+    return new RegExp(pattern, (parts?.[2] ?? '').replace(/[gy]/g, '')); // no lastIndex state between tests
+  } catch {
+    return undefined;
+  }
+}
+
+/** Letters, digits and `_` on neither side: "cat" is not found in "concatenate". */
+const wholeWord = (body: string) => `(?<![\\p{L}\\p{N}_])${body}(?![\\p{L}\\p{N}_])`;
+
+function keyMatcher(key: string, entry: Entry): RegExp {
+  const trimmed = key.trim();
+  const body = escape(trimmed);
+  return regexKey(trimmed) ?? new RegExp(entry.wholeWords ? wholeWord(body) : body, entry.caseSensitive ? 'u' : 'iu');
+}
+
+const anyKey = (keys: string[], entry: Entry, text: string) => keys.some((key) => keyMatcher(key, entry).test(text));
+
+function triggered(entry: Entry, text: string): boolean {
+  if (!entry.enabled) return false;
+  if (entry.constant) return true;
+  if (!anyKey(entry.keys, entry, text)) return false;
+  return !entry.selective || entry.secondary.length === 0 || anyKey(entry.secondary, entry, text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection
+
+const byPriority = (a: Entry, b: Entry) => b.priority - a.priority || b.order - a.order || a.index - b.index;
+const byInsertion = (a: Entry, b: Entry) => a.order - b.order || a.index - b.index;
+
+/** Highest priority first, as long as the budget lasts; the first entry that does not fit ends it. */
+function withinBudget(entries: Entry[], budget: number, cost: (entry: Entry) => number): Entry[] {
+  const kept: Entry[] = [];
+  let spent = 0;
+  for (const entry of [...entries].sort(byPriority)) {
+    spent += cost(entry);
+    if (spent > budget) break;
+    kept.push(entry);
+  }
+  return kept;
+}
+
+/**
+ * The entries of `book` active for a reply, by position, their content passed through
+ * `expand` (macros) and costed with `estimate`. `recent` is the history, oldest first.
+ */
+export function activeLore(book: unknown, recent: readonly string[], estimate: (text: string) => number, expand: (text: string) => string = (t) => t): ActiveLore {
+  const lore: ActiveLore = { before_char: [], after_char: [] };
+  if (!isObject(book) || !Array.isArray(own(book, 'entries'))) return lore;
+  const depth = Math.max(0, Math.floor(finite(own(book, 'scan_depth'), DEFAULT_SCAN_DEPTH)));
+  const budget = finite(own(book, 'token_budget'), DEFAULT_TOKEN_BUDGET);
+  const text = depth === 0 ? '' : recent.slice(-depth).join('\n');
+  const entries = (own(book, 'entries') as unknown[]).map(readEntry).filter((e): e is Entry => e !== undefined && triggered(e, text));
+  const contents = new Map(entries.map((e) => [e, expand(e.content).trim()]));
+  const cost = (e: Entry) => estimate(contents.get(e) ?? '');
+  for (const entry of withinBudget(entries, budget, cost).sort(byInsertion)) {
+    const content = contents.get(entry) ?? '';
+    if (content !== '') lore[entry.position].push(content);
+  }
+  return lore;
+}
