@@ -22,7 +22,7 @@ import { Heartbeat } from './session/heartbeat.ts';
 import { type SessionDeps, WebSocketRouter } from './session/router.ts';
 import { SessionLimit } from './session/session-limit.ts';
 import { SlowClientGuard } from './session/slow-client.ts';
-import { parseJson } from './util/json.ts';
+import { isJsonObject as isObject, parseJson } from './util/json.ts';
 
 export interface AppDeps {
   config: Config;
@@ -48,7 +48,6 @@ interface Route {
 }
 
 const body = (parts: Parts) => (isObject(parts.body) ? parts.body : {});
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** Query strings carry text; the CRUD schemas want numbers for paging. */
 const paging = (q: Parts['query']) => ({
   ...(q.limit !== undefined ? { limit: Number(q.limit) } : {}),

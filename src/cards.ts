@@ -17,7 +17,7 @@ import {
   talkativenessOf,
   UNSTORABLE_TEXT,
 } from './protocol.ts';
-import { JsonInputError, parseJson } from './util/json.ts';
+import { JsonInputError, isJsonObject as isObject, parseJson } from './util/json.ts';
 
 /** A card that cannot be imported; the message says why, for the person who sent it. */
 export class CardError extends Error {
@@ -38,7 +38,7 @@ const SPECS = new Map<string, CardSpec>([
 ]);
 
 /** The card fields that are Character columns; every other field of the card is kept in `card`. */
-const COLUMN_FIELDS = new Set([
+const COLUMN_FIELDS = [
   'name',
   'description',
   'personality',
@@ -54,7 +54,8 @@ const COLUMN_FIELDS = new Set([
   'character_version',
   'character_book',
   'extensions',
-]);
+] as const satisfies ReadonlyArray<keyof Character>;
+const isColumnField = (key: string) => (COLUMN_FIELDS as readonly string[]).includes(key);
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const PNG_DATA_URL = 'data:image/png;base64,';
@@ -139,7 +140,7 @@ export function cardFromJson(card: unknown): CharacterImport {
   const columns: Record<string, unknown> = {};
   const extras: Array<[string, unknown]> = [];
   for (const [key, value] of Object.entries(data)) {
-    if (!COLUMN_FIELDS.has(key)) extras.push([key, value]);
+    if (!isColumnField(key)) extras.push([key, value]);
     // A null field is an absent one (some writers put null for empty), except the lorebook's.
     else if (value !== null || key === 'character_book') Object.defineProperty(columns, key, { value, enumerable: true, writable: true, configurable: true });
   }
@@ -185,22 +186,9 @@ const isCardKeyword = (keyword: string) => CARD_KEYWORDS.some((k) => k === keywo
 
 /** The character as a card of `spec` (V2: chara_card_v2 2.0; V3: chara_card_v3 3.0). */
 export function characterCard(character: Character, card: Record<string, unknown>, spec: CardSpec): Record<string, unknown> {
+  const columns = COLUMN_FIELDS.map((key) => [key, key === 'extensions' ? exportedExtensions(character) : character[key]] as const);
   const data = Object.fromEntries<unknown>([
-    ['name', character.name],
-    ['description', character.description],
-    ['personality', character.personality],
-    ['scenario', character.scenario],
-    ['first_mes', character.first_mes],
-    ['mes_example', character.mes_example],
-    ['creator_notes', character.creator_notes],
-    ['system_prompt', character.system_prompt],
-    ['post_history_instructions', character.post_history_instructions],
-    ['alternate_greetings', character.alternate_greetings],
-    ['tags', character.tags],
-    ['creator', character.creator],
-    ['character_version', character.character_version],
-    ...(character.character_book === null ? [] : [['character_book', character.character_book] as const]),
-    ['extensions', exportedExtensions(character)],
+    ...columns.filter(([key, value]) => !(key === 'character_book' && value === null)), // no lorebook: no field
     ...(spec === 'v3' ? [['group_only_greetings', []] as const] : []), // required by V3; the card's own wins below
     ...Object.entries(card),
   ]);
@@ -269,5 +257,4 @@ function colourOf(id: string): [number, number, number] {
 
 // ---------------------------------------------------------------------------------------------
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;

@@ -21,6 +21,7 @@ import type { Character, Message } from '../src/protocol.ts';
 import { ConversationLog, liveLogs } from '../src/session/conversation-log.ts';
 import { DEAD_LETTER_FILE, MessageSpool, SPOOL_FILE } from '../src/session/message-spool.ts';
 import type { WebSocketRouter } from '../src/session/router.ts';
+import { eventually } from './support/eventually.ts';
 import { TestClient } from './support/client.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';
@@ -106,16 +107,6 @@ const connect = async (url = server.wsUrl) => {
 
 const conversationOf = (client: TestClient) => client.ofType('session')[0]!.data.conversation_id!;
 
-/** Polls `probe` (bounded) until it returns a value. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** The stored messages of a conversation once there are `n` of them. */
 const storedMessages = (conversationId: string, n: number, r = repo) =>

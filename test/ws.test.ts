@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Character } from '../src/protocol.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
+import { eventually } from './support/eventually.ts';
 import { TestClient } from './support/client.ts';
 import { openTestDatabases, resetData } from './support/db.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
@@ -266,16 +267,6 @@ describe('storage', () => {
   });
 });
 
-/** Retries `probe` every 50 ms until it returns a value; rejects after `timeoutMs`. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('interrupt', () => {
   test('cancels the stream: ack, no chunk after it, upstream closed, partial reply stored as interrupted', async () => {

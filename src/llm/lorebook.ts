@@ -6,6 +6,7 @@
 // is a regular expression. Active entries are kept highest priority first (`priority`, then
 // `insertion_order`) until `token_budget` is spent, then placed by `insertion_order`, lowest first.
 // Not supported: recursive scanning, probability, groups, timed effects (SillyTavern extensions).
+import { isJsonObject as isObject } from '../util/json.ts';
 
 export const DEFAULT_SCAN_DEPTH = 4;
 export const DEFAULT_TOKEN_BUDGET = 500;
@@ -32,7 +33,6 @@ interface Entry {
 }
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const own = (o: Json, key: string): unknown => (Object.hasOwn(o, key) ? o[key] : undefined);
 const strings = (v: unknown) => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.trim() !== '') : []);
 const finite = (v: unknown, fallback: number) => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);

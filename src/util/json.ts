@@ -2,6 +2,9 @@
 // value nested thousands deep later overflows the stack of whatever walks it (JSON.stringify
 // when it is stored, zod, the logger); such text is refused here, before it is parsed.
 
+/** A JSON object (not an array, not null). */
+export const isJsonObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** Deeper than any record of the protocol needs (character books, audio tokens included). */
 export const MAX_JSON_DEPTH = 64;
 
