@@ -311,12 +311,15 @@ export class Transcribe {
     const now = performance.now();
     const end = this.buffer.end;
     if (now - this.lastLiveAt < this.cfg.realtimeIntervalMs || end - recording.liveEnd < VAD_WINDOW) return;
-    this.lastLiveAt = now;
     recording.liveEnd = end;
     const request = new AbortController();
     this.live = request;
+    const pcm = this.buffer.slice(recording.audioStart, end);
+    // Stamped as the request starts, after the copy (which grows with the utterance and can be
+    // slowed by a GC pause): the interval is between request starts, as the setting says.
+    this.lastLiveAt = performance.now();
     this.liveSettled = this.deps.engine
-      .transcribe(this.buffer.slice(recording.audioStart, end), request.signal)
+      .transcribe(pcm, request.signal)
       .then(
         (text) => this.onLive(recording, text),
         (error: unknown) => this.onLiveError(request, error),
