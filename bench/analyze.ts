@@ -120,13 +120,7 @@ export function analyzeStep(turns: readonly TurnRecord[], sessions: number): Ste
     }
 
     // Silence between consecutive sentences of a reply that was not interrupted.
-    if (!plan.interrupt && !turn.failed) {
-      for (let s = 1; s < plan.sentences.length; s++) {
-        const last = turn.frames.filter((f) => f.sentence === s - 1).pop();
-        const next = turn.frames.find((f) => f.sentence === s);
-        if (last && next) gaps.push(ms(last.at, next.at));
-      }
-    }
+    if (!plan.interrupt && !turn.failed) gaps.push(...sentenceGaps(turn));
 
     // Interrupts.
     const sentAt = turn.interruptSentAt;
@@ -204,4 +198,26 @@ export function analyzeStep(turns: readonly TurnRecord[], sessions: number): Ste
       ideal_first_audio_ms: profile(ideal),
     },
   };
+}
+
+/**
+ * The silence the listener hears before each sentence after the first: the client plays frames
+ * back to back from the first one's arrival, so a sentence's first frame that arrives after the
+ * audio before it has played out leaves that long a pause; one that arrives earlier, none.
+ * (Arrival gaps alone would count the audio streamer's pacing as silence: a paced frame arrives
+ * ~one frame's duration after the one before it, while the client still has AUDIO_LEAD_MS to play.)
+ */
+function sentenceGaps(turn: TurnRecord): number[] {
+  const rate = turn.sampleRate;
+  if (!rate) return [];
+  const gaps: number[] = [];
+  let playedTo: bigint | undefined; // when the audio received so far will have played out
+  let sentence = -1;
+  for (const frame of turn.frames) {
+    if (frame.sentence !== sentence && playedTo !== undefined && frame.sentence > 0) gaps.push(Math.max(0, ms(playedTo, frame.at)));
+    sentence = frame.sentence;
+    const start = playedTo === undefined || frame.at > playedTo ? frame.at : playedTo;
+    playedTo = start + BigInt(Math.round((frame.bytes / 2 / rate) * 1e9));
+  }
+  return gaps;
 }

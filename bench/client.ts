@@ -25,6 +25,8 @@ export interface TurnRecord {
   text: TextStamp[];
   textStopAt?: bigint;
   frames: FrameStamp[];
+  /** audio_stream_start's sample_rate (to know how long each frame plays). */
+  sampleRate?: number;
   audioStopAt?: bigint;
   audioInterrupted?: boolean;
   interruptSentAt?: bigint;
@@ -179,6 +181,9 @@ export class BenchClient {
         break;
       case 'text_stream_stop':
         if (turn) turn.textStopAt = at;
+        break;
+      case 'audio_stream_start':
+        if (turn && typeof d.sample_rate === 'number') turn.sampleRate = d.sample_rate;
         break;
       case 'audio_chunk':
         this.audioTurn = turn;

@@ -91,6 +91,8 @@ export function checkTargets(r: Pick<BenchResult, 'latency' | 'load' | 'config'>
   add('first_audio_ratio p50 ≤ 1.05', 'latency.first_audio_ratio.p50', l.first_audio_ratio.p50, 1.05, at, LATENCY_AT);
   add('interrupt_ack_ms p99 ≤ 10', 'latency.interrupt_ack_ms.p99', l.interrupt_ack_ms.p99, 10, at, LATENCY_AT);
   add('frames_after_interrupt = 0', 'latency.frames_after_interrupt.total', l.frames_after_interrupt.interrupts > 0 ? l.frames_after_interrupt.total : null, 0, at, LATENCY_AT);
+  add('sentence_gap_ms p50 ≤ 10', 'latency.sentence_gap_ms.p50', l.sentence_gap_ms.p50, 10, at, LATENCY_AT);
+  add('sentence_gap_ms p99 ≤ 40', 'latency.sentence_gap_ms.p99', l.sentence_gap_ms.p99, 40, at, LATENCY_AT);
   add('upstream_close_ms p99 ≤ 20', 'latency.upstream_close_ms.p99', l.upstream_close_ms.p99, 20, at, LATENCY_AT);
   add(`errors = 0 (${at} sessions)`, 'latency.errors', l.errors, 0, at, LATENCY_AT);
   // The load targets are checked at the load step nearest 200 sessions (the largest one if none is 200).
@@ -123,7 +125,7 @@ const LATENCY_ROWS: Array<[keyof LatencyFigures, string]> = [
   ['upstream_close_ms', 'interrupt sent → LLM and TTS requests closed'],
   ['llm_close_ms', '(LLM request closed)'],
   ['speech_close_ms', '(TTS request closed)'],
-  ['sentence_gap_ms', '(last frame of a sentence → first of the next)'],
+  ['sentence_gap_ms', '(silence heard between two sentences of a reply)'],
 ];
 
 export function latencyTable(figures: LatencyFigures, markdown: boolean): string {
@@ -400,7 +402,7 @@ it and checks the shape of its JSON.
 | \`frames_after_interrupt\` | \`text_chunk\`, \`audio_chunk\` and binary frames of the cancelled message received after \`interrupt_ack\` (must be 0) | 0 |
 | \`late_upstream_requests\` | engine requests of a cancelled message that reached the engine server after \`interrupt_ack\`: the server had started them before it handled the interrupt; each must be closed at once (counted in \`upstream_close_ms\`) and never answered | 0 |
 | \`upstream_close_ms\` | the client sends \`interrupt\` → both the LLM and the speech server have seen their open requests closed (\`llm_close_ms\`, \`speech_close_ms\` separately) | 0 |
-| \`sentence_gap_ms\` | last audio frame of a sentence → first frame of the next. The speech worker asks for one sentence at a time, so with a real-time-paced TTS this is at least the TTS time to first byte: a pause the listener hears | 0 |
+| \`sentence_gap_ms\` | the silence the listener hears between two sentences of a reply that was not interrupted: the client plays frames back to back from their arrival, so it is how long after the previous sentence's audio has played out the next sentence's first frame arrives (0 when it arrived in time). Without synthesis ahead (\`TTS_LOOKAHEAD=0\`) it is about the TTS time to first byte with a real-time-paced TTS; with it, the next sentence is ready before the current one ends | 0 |
 | \`event_loop_delay_ms\` | how late a timer due every 10 ms fires inside the server (\`chorus_event_loop_delay_seconds\` of \`/metrics\`, between two scrapes; p50/p99 interpolated in its buckets; max from prom-client's monitor) | 0 |
 | \`rss_mb\`, \`rss_per_session_mb\` | the server's peak resident memory during the step (\`/proc/<pid>/status\`), and (peak − idle) ÷ sessions; idle is measured after one warm-up turn and a full GC, with no session open | – |
 | \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (600 ms) and the transcription server's own answer time | 0 (overhead) |

@@ -192,6 +192,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   let speechInput: BenchResult['speech_input'] = { end_of_speech_to_final_ms: null, overhead_ms: null, note: 'not measured' };
   let rssIdle = 0;
   try {
+    // The starter cast's voices name the espeak engine, which is always live beside the bench's
+    // TTS: they are moved to the default engine (the bench's real-time-paced TTS) so every
+    // sentence goes through the speech server the bench measures.
+    await speakThroughDefaultEngine(server.httpUrl);
+    await onlyTheNamedAnswer(server.httpUrl);
     // Warm-up: one turn with audio loads whatever the server loads lazily, so the idle RSS is honest.
     const warm = await BenchClient.connect(server.wsUrl, -1, (p) => notes.push(`warm-up: ${p}`));
     const plan = planTurn({ tag: 0, session: -1, turn: 0, names: warm.names, random: prng(o.seed), llm: LLM, interruptEvery: 0 });
@@ -408,4 +413,34 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       process.exit(2);
     },
   );
+}
+
+/** Every stored voice speaks through the server's default engine (TTS_ENGINE). */
+/**
+ * The scripted conversation names the character each message is for; under the default `natural`
+ * strategy an unnamed character still chimes in with probability `talkativeness`, so the bench
+ * sets it to 0: one message, one reply, as every turn's figures assume.
+ */
+async function onlyTheNamedAnswer(httpUrl: string): Promise<void> {
+  const characters = (await (await fetch(`${httpUrl}/api/characters`)).json()) as Array<{ id: string }>;
+  for (const { id } of characters) {
+    const response = await fetch(`${httpUrl}/api/characters/${encodeURIComponent(id)}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ talkativeness: 0 }),
+    });
+    if (!response.ok) throw new Error(`bench: could not set the talkativeness of ${id} (HTTP ${response.status})`);
+  }
+}
+
+async function speakThroughDefaultEngine(httpUrl: string): Promise<void> {
+  const voices = (await (await fetch(`${httpUrl}/api/voices`)).json()) as Array<{ voice: string }>;
+  for (const { voice } of voices) {
+    const response = await fetch(`${httpUrl}/api/voices/${encodeURIComponent(voice)}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ engine: null }),
+    });
+    if (!response.ok) throw new Error(`bench: could not move the voice ${voice} to the default engine (HTTP ${response.status})`);
+  }
 }

@@ -4,13 +4,14 @@
 // scene_prompt) — delete one after confirming, and hear it (`preview_voice`, played through
 // the normal audio path).
 import { api } from './api.ts';
+import { type ClipRecording, startRecording } from './clip-recorder.ts';
 import { h, icon, replace } from './dom.ts';
 import type { Store } from './store.ts';
 import type { ClientMessage, EngineVoices, Voice, VoiceCreate } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
 const METHODS = ['preset', 'description', 'clone'] as const;
-const ENGINES = ['espeak', 'openai'] as const;
+const ENGINES = ['espeak', 'openai', 'higgs', 'higgs-v2'] as const;
 
 export function openVoices(store: Store, send: (message: ClientMessage) => boolean, beforePreview: () => void): void {
   let selected: Voice | null = null;
@@ -84,7 +85,9 @@ interface FormActions {
 
 function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActions): HTMLElement {
   const key = h('input', { type: 'text', class: 'input', name: 'voice', required: true, maxLength: 200, value: voice?.voice ?? '', readOnly: voice !== null, placeholder: 'e.g. mira-warm' });
-  const engine = h('select', { class: 'input', name: 'engine' }, h('option', { value: '' }, 'Server default'), ENGINES.map((e) => h('option', { value: e }, e)));
+  // Only the engines this server has configured (GET /api/voices/engines); the static list before it answers.
+  const configured = engines.engines.length > 0 ? engines.engines.map((e) => e.engine) : [...ENGINES];
+  const engine = h('select', { class: 'input', name: 'engine' }, h('option', { value: '' }, 'Server default'), configured.map((e) => h('option', { value: e }, e)));
   engine.value = voice?.engine ?? engines.engines[0]?.engine ?? '';
   const engineVoice = h('select', { class: 'input', name: 'engine_voice' });
   const fillEngineVoices = (current: string | null) => {
@@ -115,6 +118,11 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
   const speakerDesc = area('speaker_desc', voice?.speaker_desc ?? null);
   const scenePrompt = area('scene_prompt', voice?.scene_prompt ?? null);
 
+  const clip = cloneFields(voice, actions);
+  const showMethodFields = () => (clip.section.hidden = method.value !== 'clone');
+  method.addEventListener('change', showMethodFields);
+  showMethodFields();
+
   const previewText = h('input', { type: 'text', class: 'input', name: 'preview_text', maxLength: 1000, placeholder: 'Text to speak (optional)' });
   const formError = h('p', { class: 'field-error form-error', attrs: { role: 'alert' } });
   const save = h('button', { type: 'submit', class: 'btn btn-primary save' }, voice ? 'Save changes' : 'Create voice');
@@ -127,6 +135,7 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
     field('Name', key, voice ? 'The name is the voice’s key; characters refer to it.' : 'Characters refer to the voice by this name.'),
     h('div', { class: 'field-pair' }, field('Engine', engine), field('Engine voice', engineVoice)),
     h('div', { class: 'field-pair' }, field('Speed', speed.row, '1 = normal'), field('Pitch', pitch.row, '1 = normal (espeak only)')),
+    clip.section,
     h(
       'details',
       { class: 'more', open: Boolean(voice?.audio_path || voice?.text_path || voice?.scene_prompt) },
@@ -204,4 +213,65 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
       .finally(() => (save.disabled = false));
   });
   return form;
+}
+
+/** The clone method's own fields: a reference clip (a file, or recorded here) with its transcript, uploaded to the saved voice. */
+function cloneFields(voice: Voice | null, actions: FormActions) {
+  const file = h('input', { type: 'file', class: 'input', name: 'clip_file', attrs: { accept: 'audio/*,.wav,.mp3,.ogg,.opus,.flac' } });
+  const transcript = h('textarea', { class: 'input', name: 'clip_transcript', rows: 2, maxLength: 2000, placeholder: 'Exactly what is said in the clip' });
+  const player = h('audio', { class: 'clip-player', controls: true, hidden: true });
+  const status = h('p', { class: 'field-hint clip-status' }, voice?.audio_path ? 'A reference clip is stored for this voice.' : 'No reference clip yet.');
+  let clip: { blob: Blob; name: string } | undefined;
+  let recording: ClipRecording | undefined;
+  const take = (blob: Blob, name: string) => {
+    clip = { blob, name };
+    player.src = URL.createObjectURL(blob);
+    player.hidden = false;
+  };
+  file.addEventListener('change', () => {
+    const chosen = file.files?.[0];
+    if (chosen) take(chosen, chosen.name);
+  });
+  const record = h('button', { type: 'button', class: 'btn record-clip' }, icon('mic'), 'Record');
+  record.addEventListener('click', () => {
+    if (recording) {
+      const done = recording;
+      recording = undefined;
+      record.textContent = 'Record';
+      void done.stop().then((wav) => take(wav, 'recording.wav'), (e: unknown) => toast(describeError(e), 'error', 'Could not record'));
+      return;
+    }
+    startRecording()
+      .then((r) => {
+        recording = r;
+        record.textContent = 'Stop recording';
+      })
+      .catch((e: unknown) => toast(describeError(e), 'error', 'No microphone'));
+  });
+  const upload = h('button', { type: 'button', class: 'btn btn-primary upload-clip', disabled: voice === null }, 'Upload clip');
+  upload.addEventListener('click', () => {
+    if (!voice) return;
+    if (!clip) return void (status.textContent = 'Choose or record a clip first.');
+    if (transcript.value.trim() === '') return void (status.textContent = 'Type what is said in the clip.');
+    upload.disabled = true;
+    api
+      .uploadReference(voice.voice, clip.blob, clip.name, transcript.value.trim())
+      .then(async (result) => {
+        status.textContent = `Stored ${result.clip.seconds.toFixed(1)} s of ${result.clip.format} at ${result.clip.sample_rate} Hz.`;
+        await actions.saved(result.voice);
+      })
+      .catch((e: unknown) => (status.textContent = describeError(e)))
+      .finally(() => (upload.disabled = false));
+  });
+  const section = h(
+    'fieldset',
+    { class: 'clip-fields' },
+    h('legend', null, 'Reference clip (3–30 s)'),
+    h('div', { class: 'field-pair' }, field('Clip file', file, 'WAV, MP3, Ogg Opus or FLAC'), h('div', { class: 'clip-actions' }, record, player)),
+    field('Transcript', transcript),
+    h('div', { class: 'form-actions' }, upload),
+    voice ? null : h('p', { class: 'field-hint' }, 'Create the voice first, then upload its clip.'),
+    status,
+  );
+  return { section };
 }
