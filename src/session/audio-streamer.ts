@@ -22,6 +22,10 @@ export interface AudioStreamerDeps {
   onFirstFrame?: (speaker: Speaker) => void;
   /** Audio sent ahead of the client's playback; 0 = no pacing. */
   leadMs: number;
+  /** Told of each frame sent: when the client should start playing it and for how long (ms, performance.now clock). */
+  onSent?: (item: Extract<AudioItem, { kind: 'chunk' }>, playsAt: number, durationMs: number) => void;
+  /** Told when a message's audio is all sent (or it had none), with when the client will have played it. */
+  onEnd?: (speaker: Speaker, playbackEndsAt: number) => void;
 }
 
 const ids = (s: Speaker) => ({ character_id: s.character_id, character_name: s.character_name, message_id: s.message_id });
@@ -73,8 +77,10 @@ export class AudioStreamer {
         { type: 'audio_chunk', data: { ...ids(item.speaker), sentence_index: item.sentence_index, chunk_index: item.chunk_index } },
         item.pcm,
       );
-      const now = performance.now();
-      this.playbackEndsAt = Math.max(this.playbackEndsAt, now) + (item.pcm.length / 2 / item.sample_rate) * 1000;
+      const playsAt = Math.max(this.playbackEndsAt, performance.now());
+      const durationMs = (item.pcm.length / 2 / item.sample_rate) * 1000;
+      this.playbackEndsAt = playsAt + durationMs;
+      this.deps.onSent?.(item, playsAt, durationMs);
     } finally {
       this.deps.released(item.pcm.length);
     }
@@ -82,6 +88,7 @@ export class AudioStreamer {
 
   private end(item: Extract<AudioItem, { kind: 'end' }>): void {
     if (item.generation !== this.deps.generation()) return;
+    this.deps.onEnd?.(item.speaker, Math.max(this.playbackEndsAt, performance.now()));
     if (this.open?.message_id !== item.speaker.message_id) return; // no frame was sent: no stream to stop
     this.send({ type: 'audio_stream_stop', data: ids(this.open) });
     this.open = undefined;

@@ -11,10 +11,11 @@ import type { Logger } from 'pino';
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, conversationTitle, NotFoundError } from '../db/repo.ts';
 import { classifyStorageError, describeStorageFailure } from '../db/storage-errors.ts';
-import type { MessageCreate } from '../protocol.ts';
+import type { ConversationCreate, MessageCreate } from '../protocol.ts';
 import type { MessageSpool } from './message-spool.ts';
 
-export type PendingMessage = Omit<MessageCreate, 'conversation_id'>;
+/** A message of the session: with its own id it is saved (inserted or replaced), without one created. */
+export type PendingMessage = Omit<MessageCreate, 'conversation_id'> & { message_id?: string; alternatives?: string[]; alternative_index?: number };
 
 /** One message waiting to be stored, with what it takes to create its conversation. */
 export interface LogEntry {
@@ -22,6 +23,10 @@ export interface LogEntry {
   /** The first message of a conversation the session has not stored yet: create it first. */
   new_conversation: boolean;
   active_characters: string[];
+  /** The conversation's cast and rules to create it with (reply_strategy …); absent: the defaults. */
+  settings?: ConversationCreate;
+  /** The conversation was stored before its first message (storeNow): this one titles it. */
+  retitle?: boolean;
   message: PendingMessage;
 }
 
@@ -34,6 +39,10 @@ export interface ConversationLogOptions {
   repo: Repo;
   conversationId: string;
   activeCharacters: () => string[];
+  /** The rest of the conversation record to create it with (the session's cast settings). */
+  settings?: () => ConversationCreate;
+  /** Told when the conversation is first given a message (it is stored with it). */
+  onStored?: () => void;
   /** Tells the client (storage_error) while the connection is open. */
   report: (message: string) => void;
   /** Where refused messages are set aside; without one they go to the error log only. */
@@ -44,13 +53,18 @@ export interface ConversationLogOptions {
 export class ConversationLog {
   private conversationId: string;
   private stored = false;
+  /** Stored by storeNow with a placeholder title: the first message titles it. */
+  private untitled = false;
   private readonly queue: LogEntry[] = [];
+  /** Reserved places (reserve()) whose message is not final yet. */
+  private readonly slots = new Map<LogEntry, Promise<PendingMessage | undefined>>();
   private draining: Promise<void> | undefined;
   private idleWaiters: Array<(idle: boolean) => void> = [];
   private closed = false;
   private stopped = false;
   /** Cuts a backoff wait short when the log is stopped. */
   private readonly wake = new AbortController();
+  private readonly stopping = new Promise<undefined>((resolve) => this.wake.signal.addEventListener('abort', () => resolve(undefined), { once: true }));
   private outageReported = false;
 
   constructor(private readonly opts: ConversationLogOptions) {
@@ -60,6 +74,29 @@ export class ConversationLog {
 
   get id(): string {
     return this.conversationId;
+  }
+
+  /**
+   * Stores the new conversation now, before its first message (which still titles it, unless
+   * titled() is called): something is about to change its record.
+   */
+  async storeNow(): Promise<void> {
+    if (this.stored) return;
+    const entry = { conversation_id: this.conversationId, active_characters: this.opts.activeCharacters(), settings: this.opts.settings?.() };
+    await ensureConversation(this.opts.repo, { ...entry, new_conversation: true, message: { role: 'user', content: '' } }, conversationTitle(undefined, new Date()));
+    this.stored = true;
+    this.untitled = true;
+    this.opts.onStored?.();
+  }
+
+  /** The conversation was given a title: its first message no longer titles it. */
+  titled(): void {
+    this.untitled = false;
+  }
+
+  /** The conversation exists in the database, or will with the messages already appended. */
+  get isStored(): boolean {
+    return this.stored;
   }
 
   /** Messages not stored (nor set aside) yet. */
@@ -80,14 +117,41 @@ export class ConversationLog {
   }
 
   append(message: PendingMessage): void {
+    this.enqueue(this.entryFor(message));
+  }
+
+  /**
+   * Holds the next place in the log for a message whose final form comes later (a reply is
+   * committed when its playback ends): messages appended after it wait behind it, so the store
+   * keeps the conversation's order. Call the returned function with the message, or undefined
+   * when there is none to store. Until then `provisional` stands for it (shutdown spools that).
+   */
+  reserve(provisional: PendingMessage): (message: PendingMessage | undefined) => void {
+    const entry = this.entryFor(provisional);
+    let fill!: (message: PendingMessage | undefined) => void;
+    this.slots.set(entry, new Promise((resolve) => (fill = resolve)));
+    this.enqueue(entry);
+    return fill;
+  }
+
+  private entryFor(message: PendingMessage): LogEntry {
     const entry: LogEntry = {
       conversation_id: this.conversationId,
       new_conversation: !this.stored,
       active_characters: this.opts.activeCharacters(),
+      ...(!this.stored && this.opts.settings ? { settings: this.opts.settings() } : {}),
+      ...(this.untitled ? { retitle: true } : {}),
       message,
     };
+    this.untitled = false;
+    if (!this.stored) this.opts.onStored?.();
     this.stored = true;
+    return entry;
+  }
+
+  private enqueue(entry: LogEntry): void {
     if (this.stopped) {
+      this.slots.delete(entry);
       void this.spoolLate(entry); // after shutdown took the queue: straight to the spool
       return;
     }
@@ -138,6 +202,17 @@ export class ConversationLog {
     try {
       while (!this.stopped && this.queue.length > 0) {
         const entry = this.queue[0] as LogEntry;
+        const slot = this.slots.get(entry);
+        if (slot) {
+          const message = await Promise.race([slot, this.stopping]);
+          if (this.stopped) break; // unfilled: stop() returns it with its provisional message
+          this.slots.delete(entry);
+          if (message === undefined) {
+            this.queue.shift();
+            continue;
+          }
+          entry.message = message as PendingMessage;
+        }
         if (await this.write(entry)) {
           this.queue.shift();
           attempt = 0;
@@ -164,7 +239,8 @@ export class ConversationLog {
       this.outageReported = false;
       return true;
     } catch (error) {
-      const failure = classifyStorageError(error);
+      // A message id taken in another conversation: no retry can store it (it cannot happen with the server's own ids).
+      const failure = error instanceof ConflictError ? { permanent: true, code: 'conflict' } : classifyStorageError(error);
       const reason = describeStorageFailure(failure);
       if (!failure.permanent) {
         // Once per outage, not once per message waiting behind it.
@@ -212,20 +288,26 @@ export class ConversationLog {
 export async function storeEntry(repo: Repo, entry: LogEntry): Promise<void> {
   if (entry.new_conversation) await ensureConversation(repo, entry);
   try {
-    await repo.createMessage({ ...entry.message, conversation_id: entry.conversation_id });
+    await writeMessage(repo, entry);
   } catch (error) {
     // Someone deleted the conversation while it was in use: bring it back rather than lose the message.
     if (!(error instanceof NotFoundError)) throw error;
     await ensureConversation(repo, entry);
-    await repo.createMessage({ ...entry.message, conversation_id: entry.conversation_id });
+    await writeMessage(repo, entry);
   }
+  if (entry.retitle) await repo.updateConversation({ conversation_id: entry.conversation_id, title: conversationTitle(entry.message.content, new Date()) });
+}
+
+async function writeMessage(repo: Repo, entry: LogEntry): Promise<void> {
+  const { message_id, ...message } = entry.message;
+  if (message_id === undefined) await repo.createMessage({ ...message, conversation_id: entry.conversation_id });
+  else await repo.saveMessage({ ...message, message_id, conversation_id: entry.conversation_id });
 }
 
 /** Creates the entry's conversation unless it exists (a retry after the create went through). */
-async function ensureConversation(repo: Repo, entry: LogEntry): Promise<void> {
-  const title = conversationTitle(entry.message.content, new Date());
+async function ensureConversation(repo: Repo, entry: LogEntry, title = conversationTitle(entry.message.content, new Date())): Promise<void> {
   try {
-    await repo.createConversation({ title, active_characters: entry.active_characters }, entry.conversation_id);
+    await repo.createConversation({ ...entry.settings, title: entry.settings?.title ?? title, active_characters: entry.active_characters }, entry.conversation_id);
   } catch (error) {
     if (!(error instanceof ConflictError)) throw error;
   }

@@ -2,16 +2,30 @@
 // under its name and picture. Replies grow as `text_chunk`s stream in (one text node, appended
 // to), show a "replying" marker while streaming and a "speaking" marker while their audio
 // plays, and say "interrupted" when cut off. Loaded history is drawn the same way.
-import { avatar, h, icon, replace } from './dom.ts';
+// Every stored message has actions, on hover and on keyboard focus (docs/client.md): copy,
+// edit in place, delete; a character's last reply also regenerate and continue, and a
+// regenerated one its versions (‹ 2/3 ›). A cut reply shows what was not heard greyed out
+// (message_truncated); a failed one has a retry button.
+import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import type { Store } from './store.ts';
-import type { Character, Message } from './types.ts';
+import type { Character, ClientMessage, Message, ServerMessageOf } from './types.ts';
 
 interface Entry {
   el: HTMLElement;
   text: Text;
   status: HTMLElement;
   streaming: boolean;
+  role: 'user' | 'assistant';
+  /** The stored message's id (a user message gets it from user_message_accepted). */
+  id: string | undefined;
+  alternatives: string[];
+  index: number;
+  /** The versions counter and the buttons that depend on the message's state. */
+  counter: HTMLElement;
 }
+
+/** What a message action sends (regenerate and continue stop what is playing first). */
+export type SendAction = (message: ClientMessage) => boolean;
 
 interface StreamIds {
   message_id: string;
@@ -25,8 +39,15 @@ export class ChatView {
   private readonly empty: HTMLElement;
   private readonly entries = new Map<string, Entry>();
   private localCount = 0;
+  /** User entries waiting for their id, oldest first. */
+  private readonly unconfirmed: Entry[] = [];
+  /** Messages asked to stream again: a regenerate starts from nothing, a continue appends. */
+  private readonly restreaming = new Map<string, 'regenerate' | 'continue'>();
 
-  constructor(private readonly store: Store) {
+  constructor(
+    private readonly store: Store,
+    private readonly act: SendAction = () => false,
+  ) {
     this.empty = h('div', { class: 'chat-empty' });
     this.list = h('div', { class: 'chat-list', attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' } });
     this.el = h('section', { class: 'chat-scroll' }, this.empty, this.list);
@@ -50,6 +71,7 @@ export class ChatView {
 
   clear(): void {
     this.entries.clear();
+    this.unconfirmed.length = 0;
     this.list.replaceChildren();
     this.renderEmpty();
   }
@@ -58,9 +80,13 @@ export class ChatView {
     this.clear();
     this.keepAtBottom(() => {
       for (const m of messages) {
-        if (m.role === 'user') this.list.appendChild(this.userEntry(m.content, m.name ?? userName, false));
-        else if (m.role === 'assistant') {
+        if (m.role === 'user') {
+          const entry = this.userEntry(m.content, m.name ?? userName, false);
+          this.identify(entry, m.message_id);
+          this.list.appendChild(entry.el);
+        } else if (m.role === 'assistant') {
           const entry = this.characterEntry({ message_id: m.message_id, character_id: m.character_id ?? '', character_name: m.name ?? 'Character' }, m.content);
+          this.setVersions(entry, m.alternatives ?? [], m.alternative_index ?? 0);
           if (m.status === 'failed') this.setFailed(entry);
           else if (m.interrupted) this.setInterrupted(entry);
           this.entries.set(m.message_id, entry);
@@ -68,11 +94,55 @@ export class ChatView {
         } else this.list.appendChild(this.noteEntry(m.content));
       }
     }, true);
+    this.markLast();
     this.renderEmpty();
   }
 
   addUser(text: string, name: string, spoken: boolean): void {
-    this.keepAtBottom(() => this.list.appendChild(this.userEntry(text, name, spoken)), true);
+    const entry = this.userEntry(text, name, spoken);
+    this.unconfirmed.push(entry);
+    this.keepAtBottom(() => this.list.appendChild(entry.el), true);
+    this.markLast();
+    this.renderEmpty();
+  }
+
+  /** The server took a user message and stored it under this id (the oldest one waiting gets it). */
+  userAccepted(messageId: string): void {
+    const entry = this.unconfirmed.shift();
+    if (entry) this.identify(entry, messageId);
+  }
+
+  /** An interrupted reply keeps only what was heard: the rest is shown greyed out, as not said. */
+  truncated(messageId: string, kept: string): void {
+    const entry = this.entries.get(messageId);
+    if (!entry) return;
+    const shown = entry.text.data;
+    const unheard = shown.startsWith(kept) ? shown.slice(kept.length) : '';
+    entry.text.data = kept;
+    const textBox = entry.text.parentElement;
+    textBox?.querySelector('.msg-unheard')?.remove();
+    if (unheard !== '' && textBox) textBox.appendChild(h('span', { class: 'msg-unheard', title: 'Not heard: not kept in the conversation' }, unheard));
+    entry.el.classList.add('is-truncated');
+    this.setInterrupted(entry);
+  }
+
+  /** A message changed (edit, swipe, regenerate, continue): the stored state is shown. */
+  updated(data: ServerMessageOf<'message_updated'>['data']): void {
+    const entry = this.entries.get(data.message_id);
+    if (!entry) return;
+    entry.text.data = data.content;
+    entry.text.parentElement?.querySelector('.msg-unheard')?.remove();
+    entry.el.classList.remove('is-truncated');
+    this.setVersions(entry, data.alternatives, data.alternative_index);
+  }
+
+  /** message_deleted: the entry goes. */
+  deleted(messageId: string): void {
+    const entry = this.entries.get(messageId);
+    if (!entry) return;
+    this.entries.delete(messageId);
+    entry.el.remove();
+    this.markLast();
     this.renderEmpty();
   }
 
@@ -82,13 +152,18 @@ export class ChatView {
   }
 
   streamStart(ids: StreamIds): void {
-    if (this.entries.has(ids.message_id)) return;
+    const existing = this.entries.get(ids.message_id);
+    if (existing) {
+      this.restream(existing, this.restreaming.get(ids.message_id));
+      return;
+    }
     const entry = this.characterEntry(ids, '');
     entry.streaming = true;
     entry.el.classList.add('is-replying');
     entry.status.replaceChildren(h('span', { class: 'dots', attrs: { 'aria-hidden': 'true' } }, h('i'), h('i'), h('i')), 'replying');
     this.entries.set(ids.message_id, entry);
     this.keepAtBottom(() => this.list.appendChild(entry.el));
+    this.markLast();
     this.renderEmpty();
   }
 
@@ -109,6 +184,7 @@ export class ChatView {
     if (!entry) return;
     entry.streaming = false;
     entry.el.classList.remove('is-replying');
+    this.restreaming.delete(ids.message_id);
     // The stop carries the whole reply: it is authoritative over the chunks.
     if (fullText !== '' || end !== 'complete') entry.text.data = fullText;
     if (end === 'interrupted') this.setInterrupted(entry);
@@ -149,27 +225,159 @@ export class ChatView {
     const name = ids.character_name || character?.name || 'Character';
     const textNode = document.createTextNode(text);
     const status = h('span', { class: 'msg-status' });
+    const counter = h('span', { class: 'msg-versions', hidden: true });
     const el = h(
       'article',
-      { class: 'msg msg-char', data: { messageId: ids.message_id, characterId: ids.character_id, characterName: name } },
+      { class: 'msg msg-char', data: { messageId: ids.message_id, characterId: ids.character_id, characterName: name }, tabIndex: 0 },
       avatar(name, character?.image_url),
       h('div', { class: 'msg-body' }, h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name' }, name), status), h('div', { class: 'msg-text' }, textNode)),
     );
-    return { el, text: textNode, status, streaming: false };
+    const entry: Entry = { el, text: textNode, status, streaming: false, role: 'assistant', id: ids.message_id, alternatives: [], index: 0, counter };
+    this.addActions(entry);
+    return entry;
   }
 
-  private userEntry(text: string, name: string, spoken: boolean): HTMLElement {
+  private userEntry(text: string, name: string, spoken: boolean): Entry {
     this.localCount++;
-    return h(
+    const textNode = document.createTextNode(text);
+    const el = h(
       'article',
-      { class: 'msg msg-user', data: { local: String(this.localCount) } },
+      { class: 'msg msg-user', data: { local: String(this.localCount) }, tabIndex: 0 },
       h(
         'div',
         { class: 'msg-body' },
         h('div', { class: 'msg-meta' }, spoken ? h('span', { class: 'msg-via', title: 'Spoken' }, icon('mic')) : null, h('span', { class: 'msg-name' }, name)),
-        h('div', { class: 'msg-text' }, text),
+        h('div', { class: 'msg-text' }, textNode),
       ),
     );
+    const entry: Entry = { el, text: textNode, status: h('span'), streaming: false, role: 'user', id: undefined, alternatives: [], index: 0, counter: h('span', { hidden: true }) };
+    this.addActions(entry);
+    return entry;
+  }
+
+  /** A user entry learns its stored id: from now on it has actions. */
+  private identify(entry: Entry, messageId: string): void {
+    entry.id = messageId;
+    entry.el.dataset.messageId = messageId;
+    this.entries.set(messageId, entry);
+  }
+
+  // -- message actions ----------------------------------------------------------------------
+
+  /** The action bar (hover / focus) and the keys of a focused message. */
+  private addActions(entry: Entry): void {
+    const isChar = entry.role === 'assistant';
+    const bar = h(
+      'div',
+      { class: 'msg-actions', attrs: { role: 'toolbar', 'aria-label': 'Message actions' } },
+      isChar ? iconButton('prev', 'Previous version (←)', () => this.swipe(entry, -1), 'msg-act msg-act-prev msg-act-versions') : null,
+      entry.counter,
+      isChar ? iconButton('next', 'Next version (→)', () => this.swipe(entry, 1), 'msg-act msg-act-next msg-act-versions') : null,
+      isChar ? iconButton('redo', 'Regenerate (R)', () => this.regenerate(entry), 'msg-act msg-act-regenerate msg-act-last') : null,
+      isChar ? iconButton('more', 'Continue (C)', () => this.continueReply(entry), 'msg-act msg-act-continue msg-act-last') : null,
+      iconButton('pencil', 'Edit (E)', () => this.edit(entry), 'msg-act msg-act-edit'),
+      iconButton('copy', 'Copy', () => void navigator.clipboard?.writeText(entry.text.data).catch(() => undefined), 'msg-act msg-act-copy'),
+      iconButton('trash', 'Delete (Delete)', () => this.remove(entry), 'msg-act msg-act-delete'),
+    );
+    entry.el.querySelector('.msg-body')?.appendChild(bar);
+    entry.el.addEventListener('keydown', (ev) => {
+      if (ev.target !== entry.el) return; // typing in the editor, or a button's own keys
+      const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+      const run = keyActions(this, entry).get(key);
+      if (!run) return;
+      ev.preventDefault();
+      run();
+    });
+  }
+
+  swipe(entry: Entry, step: number): void {
+    const index = entry.index + step;
+    if (!entry.id || index < 0 || index >= entry.alternatives.length) return;
+    this.act({ type: 'select_alternative', data: { message_id: entry.id, index } });
+  }
+
+  regenerate(entry: Entry): void {
+    if (!entry.id || !this.isLast(entry)) return;
+    const stored = entry.text.data.trim() !== '' || entry.alternatives.length > 0;
+    // A failed reply with no text was never stored: retry means new replies to the user's message.
+    if (stored) this.restreaming.set(entry.id, 'regenerate');
+    else this.deleted(entry.id);
+    this.act({ type: 'regenerate', data: stored ? { message_id: entry.id } : {} });
+  }
+
+  continueReply(entry: Entry): void {
+    if (!entry.id || !this.isLast(entry) || entry.text.data.trim() === '') return;
+    this.restreaming.set(entry.id, 'continue');
+    this.act({ type: 'continue', data: { message_id: entry.id } });
+  }
+
+  remove(entry: Entry): void {
+    if (entry.id) this.act({ type: 'delete_message', data: { message_id: entry.id } });
+  }
+
+  /** Edit in place: the text becomes a box; Enter saves (Shift+Enter: new line), Escape cancels. */
+  edit(entry: Entry): void {
+    const box = entry.text.parentElement;
+    if (!entry.id || !box || entry.el.classList.contains('is-editing')) return;
+    const id = entry.id;
+    const input = h('textarea', { class: 'msg-edit', value: entry.text.data, attrs: { 'aria-label': 'Edit message' } });
+    const done = (save: boolean) => {
+      const content = input.value;
+      form.remove();
+      box.hidden = false;
+      entry.el.classList.remove('is-editing');
+      entry.el.focus();
+      if (save && content.trim() !== '' && content !== entry.text.data) this.act({ type: 'edit_message', data: { message_id: id, content } });
+    };
+    const form = h(
+      'div',
+      { class: 'msg-edit-form' },
+      input,
+      h('div', { class: 'msg-edit-buttons' }, h('button', { type: 'button', class: 'btn btn-primary msg-edit-save', onclick: () => done(true) }, 'Save'), h('button', { type: 'button', class: 'btn msg-edit-cancel', onclick: () => done(false) }, 'Cancel')),
+    );
+    input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey) {
+        ev.preventDefault();
+        done(true);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        ev.stopPropagation(); // Escape here cancels the edit, not the reply
+        done(false);
+      }
+    });
+    entry.el.classList.add('is-editing');
+    box.hidden = true;
+    box.after(form);
+    input.focus();
+  }
+
+  private setVersions(entry: Entry, alternatives: string[], index: number): void {
+    entry.alternatives = alternatives;
+    entry.index = index;
+    const many = alternatives.length > 1;
+    entry.counter.hidden = !many;
+    entry.counter.textContent = many ? `${index + 1}/${alternatives.length}` : '';
+    entry.el.classList.toggle('has-versions', many);
+  }
+
+  /** A message streams again under its id: a regenerate starts from nothing, a continue appends. */
+  private restream(entry: Entry, how: 'regenerate' | 'continue' | undefined): void {
+    entry.streaming = true;
+    entry.el.classList.remove('is-interrupted', 'is-failed', 'is-truncated');
+    entry.text.parentElement?.querySelector('.msg-unheard')?.remove();
+    if (how !== 'continue') entry.text.data = '';
+    entry.el.classList.add('is-replying');
+    entry.status.replaceChildren(h('span', { class: 'dots', attrs: { 'aria-hidden': 'true' } }, h('i'), h('i'), h('i')), 'replying');
+  }
+
+  private isLast(entry: Entry): boolean {
+    return this.list.lastElementChild === entry.el;
+  }
+
+  /** Only the last message can be regenerated or continued: it alone shows those buttons. */
+  private markLast(): void {
+    for (const el of this.list.querySelectorAll('.msg.is-last')) el.classList.remove('is-last');
+    this.list.lastElementChild?.classList.add('is-last');
   }
 
   private noteEntry(text: string): HTMLElement {
@@ -186,7 +394,10 @@ export class ChatView {
   private setFailed(entry: Entry): void {
     entry.el.classList.add('is-interrupted', 'is-failed');
     entry.el.classList.remove('is-speaking');
-    entry.status.replaceChildren(h('span', { class: 'badge badge-danger', attrs: { title: 'The reply was cut short by an error' } }, 'failed'));
+    entry.status.replaceChildren(
+      h('span', { class: 'badge badge-danger', attrs: { title: 'The reply was cut short by an error' } }, 'failed'),
+      h('button', { type: 'button', class: 'btn btn-small msg-retry', title: 'Try this reply again', onclick: () => this.regenerate(entry) }, icon('redo'), 'Retry'),
+    );
   }
 
   private renderEmpty(): void {
@@ -206,6 +417,18 @@ export class ChatView {
     change();
     if (pinned) s.scrollTop = s.scrollHeight;
   }
+}
+
+/** The keys of a focused message (shown in the buttons' titles). */
+function keyActions(view: ChatView, entry: Entry): Map<string, () => void> {
+  return new Map<string, () => void>([
+    ['r', () => view.regenerate(entry)],
+    ['c', () => view.continueReply(entry)],
+    ['e', () => view.edit(entry)],
+    ['Delete', () => view.remove(entry)],
+    ['ArrowLeft', () => view.swipe(entry, -1)],
+    ['ArrowRight', () => view.swipe(entry, 1)],
+  ]);
 }
 
 function listNames(names: string[]): string {

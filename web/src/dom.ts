@@ -103,6 +103,12 @@ const ICONS = {
   play: 'M8 5v14l11-7z',
   close: 'M18.3 5.7 12 12l6.3 6.3-1.4 1.4L12 13.4l-6.3 6.3-1.4-1.4L10.6 12 4.3 5.7l1.4-1.4L12 10.6l6.3-6.3z',
   menu: 'M3 6h18v2H3zm0 5h18v2H3zm0 5h18v2H3z',
+  // Message actions.
+  redo: 'M12 5a7 7 0 1 0 7 7h-2a5 5 0 1 1-1.5-3.6L13 11h7V4l-2.6 2.6A7 7 0 0 0 12 5Z',
+  copy: 'M8 8h11v13H8zm2 2v9h7v-9zM5 3h11v3H7v11H5z',
+  prev: 'M15.4 7.4 14 6l-6 6 6 6 1.4-1.4-4.6-4.6z',
+  next: 'M8.6 7.4 10 6l6 6-6 6-1.4-1.4 4.6-4.6z',
+  more: 'M5 10h3v3H5zm5.5 0h3v3h-3zM16 10h3v3h-3z',
 } as const;
 export type IconName = keyof typeof ICONS;
 

@@ -30,6 +30,8 @@ interface QueuedMessage {
   sources: Set<AudioBufferSourceNode>;
   speaking: boolean;
   startTimer: number | undefined;
+  /** Every frame put on the clock: [start, duration] in context seconds (what was played of it, for playback_position). */
+  scheduled: Array<[number, number]>;
 }
 
 export interface PlayerEvents {
@@ -72,7 +74,7 @@ export class Player {
       this.markCancelled(info.message_id); // no AudioBuffer can hold it; its frames are dropped
       return;
     }
-    this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], complete: false, sources: new Set(), speaking: false, startTimer: undefined });
+    this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], complete: false, sources: new Set(), speaking: false, startTimer: undefined, scheduled: [] });
     this.activityChanged();
   }
 
@@ -110,6 +112,19 @@ export class Player {
   interruptAcknowledged(): void {
     this.awaitingAck = false;
     if (this.queue.length > 0) this.stopAll();
+  }
+
+  /** A message streams again (regenerate, continue): its id is no longer a cancelled one. */
+  reuse(messageId: string): void {
+    this.cancelled.delete(messageId);
+  }
+
+  /** How much of each queued message's audio has been played so far, in ms (sent as playback_position on interrupt). */
+  positions(): Array<{ message_id: string; played_ms: number }> {
+    const now = this.output ? audioContext().currentTime : 0;
+    return this.queue
+      .filter((m) => m.scheduled.length > 0)
+      .map((m) => ({ message_id: m.id, played_ms: Math.round(m.scheduled.reduce((sum, [start, duration]) => sum + Math.min(duration, Math.max(0, now - start)), 0) * 1000) }));
   }
 
   // -- control ------------------------------------------------------------------------------
@@ -206,6 +221,7 @@ export class Player {
     if (framesBefore === 0) stats.order.push(message.id);
     source.start(startAt);
     this.nextTime = startAt + buffer.duration;
+    message.scheduled.push([startAt, buffer.duration]);
     message.sources.add(source);
     source.onended = () => {
       message.sources.delete(source);
