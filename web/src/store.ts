@@ -8,6 +8,8 @@ type Listener = () => void;
 export class Store {
   characters: Character[] = [];
   voices: Voice[] = [];
+  /** The open conversation's cast (character ids, in cast order), as the server announced it. */
+  castIds: string[] = [];
   private readonly listeners = new Set<Listener>();
 
   subscribe(listener: Listener): () => void {
@@ -15,8 +17,9 @@ export class Store {
     return () => this.listeners.delete(listener);
   }
 
+  /** The open conversation's cast members, in cast order (is_active is only the default cast of new conversations). */
   get activeCharacters(): Character[] {
-    return this.characters.filter((c) => c.is_active);
+    return this.castIds.flatMap((id) => this.character(id) ?? []);
   }
 
   character(id: string | null | undefined): Character | undefined {
@@ -33,13 +36,12 @@ export class Store {
     this.changed();
   }
 
-  /** The active characters as the server announced them (session / active_characters_data). */
-  mergeActive(active: Character[]): void {
+  /** The conversation's cast as the server announced it (session / active_characters_data): its records are the newest. */
+  mergeActive(cast: Character[]): void {
     const byId = new Map(this.characters.map((c) => [c.id, c]));
-    for (const c of active) byId.set(c.id, c);
-    const activeIds = new Set(active.map((c) => c.id));
-    this.characters = [...byId.values()].map((c) => ({ ...c, is_active: activeIds.has(c.id) }));
-    this.characters.sort((a, b) => a.name.localeCompare(b.name));
+    for (const c of cast) byId.set(c.id, c);
+    this.characters = [...byId.values()].sort((a, b) => a.name.localeCompare(b.name));
+    this.castIds = cast.map((c) => c.id);
     this.changed();
   }
 

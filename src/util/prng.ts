@@ -1,0 +1,18 @@
+// A seedable PRNG for the choices a conversation makes at random (who speaks up unaddressed),
+// so that a seed (REPLY_SEED) makes every choice reproducible; without one the seed is random.
+import { randomInt } from 'node:crypto';
+
+/** mulberry32: a small deterministic PRNG returning numbers in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A fresh seed when none is configured. */
+export const randomSeed = (): number => randomInt(0, 2 ** 32);
