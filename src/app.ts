@@ -13,6 +13,9 @@ import type { Database } from './db/client.ts';
 import { MAX_CARD_BYTES } from './cards.ts';
 import { accessControl } from './http/access.ts';
 import { cardRouteMethods, cardRoutes } from './http/card-routes.ts';
+import { lorebookRouteMethods, lorebookRoutes } from './http/lorebook-routes.ts';
+import { voiceRouteMethods, voiceRoutes } from './http/voice-routes.ts';
+import type { ClipStore } from './speech/clip-store.ts';
 import { type CrudType, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
 import type { Llm } from './llm/chat.ts';
@@ -22,6 +25,7 @@ import { Heartbeat } from './session/heartbeat.ts';
 import { type SessionDeps, WebSocketRouter } from './session/router.ts';
 import { SessionLimit } from './session/session-limit.ts';
 import { SlowClientGuard } from './session/slow-client.ts';
+import { TtsRegistry } from './speech/registry.ts';
 import { isJsonObject as isObject, parseJson } from './util/json.ts';
 
 export interface AppDeps {
@@ -36,6 +40,8 @@ export interface AppDeps {
   sessions?: Set<WebSocketRouter>;
   /** DATA_DIR's spool and dead-letter files (main.ts); without it refused messages are only logged. */
   spool?: MessageSpool;
+  /** Where reference clips are stored (DATA_DIR/voices); without it no clip can be uploaded. */
+  clips?: ClipStore | undefined;
 }
 
 type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; body: unknown };
@@ -82,6 +88,18 @@ export const restRoutes: Route[] = [
   { method: 'GET', url: '/api/conversations/:id/messages', op: 'get_messages', payload: ({ params, query }) => ({ conversation_id: params.id, ...paging(query) }) },
   { method: 'POST', url: '/api/conversations/:id/messages', op: 'create_message', payload: (x) => ({ ...body(x), conversation_id: x.params.id }), created: true },
   { method: 'DELETE', url: '/api/messages/:id', op: 'delete_message', payload: ({ params }) => ({ message_id: params.id }) },
+
+  { method: 'GET', url: '/api/personas', op: 'get_personas', payload: () => ({}) },
+  { method: 'GET', url: '/api/personas/:id', op: 'get_persona', payload: ({ params }) => ({ id: params.id }) },
+  { method: 'POST', url: '/api/personas', op: 'create_persona', payload: body, created: true },
+  { method: 'PATCH', url: '/api/personas/:id', op: 'update_persona', payload: (x) => ({ ...body(x), id: x.params.id }) },
+  { method: 'DELETE', url: '/api/personas/:id', op: 'delete_persona', payload: ({ params }) => ({ id: params.id }) },
+
+  { method: 'GET', url: '/api/lorebooks', op: 'get_lorebooks', payload: () => ({}) },
+  { method: 'GET', url: '/api/lorebooks/:id', op: 'get_lorebook', payload: ({ params }) => ({ id: params.id }) },
+  { method: 'POST', url: '/api/lorebooks', op: 'create_lorebook', payload: body, created: true },
+  { method: 'PATCH', url: '/api/lorebooks/:id', op: 'update_lorebook', payload: (x) => ({ ...body(x), id: x.params.id }) },
+  { method: 'DELETE', url: '/api/lorebooks/:id', op: 'delete_lorebook', payload: ({ params }) => ({ id: params.id }) },
 ];
 
 const PLACEHOLDER = `<!doctype html><meta charset="utf-8"><title>Chorus</title>
@@ -109,12 +127,14 @@ export async function buildApp(deps: AppDeps) {
   app.get('/api/voices/engines', async () => engineVoices(deps.tts));
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
-  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds));
+  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query)));
   for (const route of restRoutes) {
     app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps) });
   }
   await app.register(cardRoutes, { repo: deps.repo }); // its own scope: PNG and multipart bodies there only
-  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods]) {
+  await app.register(lorebookRoutes, { repo: deps.repo }); // likewise: raw JSON and multipart
+  if (deps.clips) await app.register(voiceRoutes, { repo: deps.repo, clips: deps.clips, sampleRate: deps.tts?.engine.sampleRate ?? config.tts.outputSampleRate });
+  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods, ...lorebookRouteMethods, ...(deps.clips ? voiceRouteMethods : [])]) {
     const others = REST_METHODS.filter((m) => !allowed.includes(m));
     app.route({ method: others, url, handler: (req, reply) => methodNotAllowed(req, reply, allowed) });
   }
@@ -152,13 +172,18 @@ function connectionBounds(limits: Config['limits']) {
 }
 type ConnectionBounds = ReturnType<typeof connectionBounds>;
 
-function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps, bounds: ConnectionBounds): void {
+/** `/ws?greetings=off`: a client that will resume a conversation does not want its new one greeted first. */
+const greetsOnStart = (query: unknown) => !(isObject(query) && Object.hasOwn(query, 'greetings') && query.greetings === 'off');
+
+function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps, bounds: ConnectionBounds, greetOnStart: boolean): void {
   if (!bounds.sessions.admit(socket)) return;
   const router = new WebSocketRouter(socket, {
     repo: deps.repo,
     llm: deps.llm,
     userName: deps.config.userName,
+    replySeed: deps.config.replySeed,
     maxMessageBytes: deps.config.maxMessageBytes,
+    greetOnStart,
     tts: deps.tts,
     stt: deps.stt,
     logger: deps.logger,
@@ -192,8 +217,21 @@ function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Soc
 /** The active TTS engine and the voice ids it offers, for a client's voice editor. */
 async function engineVoices(tts: SessionDeps['tts']) {
   if (!tts) return { engines: [] };
-  const { engine } = tts;
-  return { engines: [{ engine: engine.name, sample_rate: engine.sampleRate, default_voice: engine.defaultVoice.engineVoice, voices: await engine.listVoices() }] };
+  // Every configured engine (a registry), the default first; a lone engine (tests) as it is.
+  const engines = tts.engine instanceof TtsRegistry ? tts.engine.list() : [tts.engine];
+  return {
+    output_sample_rate: tts.engine.sampleRate,
+    engines: await Promise.all(
+      engines.map(async (engine) => ({
+        engine: engine.name,
+        default: engine.name === tts.engine.name,
+        sample_rate: engine.sampleRate,
+        default_voice: engine.defaultVoice.engineVoice,
+        methods: engine.methods ?? ['preset'],
+        voices: await engine.listVoices(),
+      })),
+    ),
+  };
 }
 
 const REST_METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;

@@ -17,7 +17,7 @@ import {
   talkativenessOf,
   UNSTORABLE_TEXT,
 } from './protocol.ts';
-import { JsonInputError, isJsonObject as isObject, parseJson } from './util/json.ts';
+import { JsonInputError, isJsonObject as isObject, parseJson, parseJsonFile } from './util/json.ts';
 
 /** A card that cannot be imported; the message says why, for the person who sent it. */
 export class CardError extends Error {
@@ -71,14 +71,13 @@ export const isPng = (bytes: Uint8Array): boolean => bytes.length >= 8 && PNG_SI
 export function cardFromFile(bytes: Buffer, kind: 'png' | 'json'): CharacterImport {
   if (bytes.length > MAX_CARD_BYTES) throw new CardError(`the card is ${bytes.length} bytes; the limit is ${MAX_CARD_BYTES} bytes (${mb(MAX_CARD_BYTES)})`);
   if (kind === 'png') return cardFromPng(bytes);
-  let text: string;
+  let json: unknown;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    throw new CardError('the JSON card is not UTF-8 text');
+    json = parseJsonFile(bytes);
+  } catch (error) {
+    throw new CardError(`the JSON card ${(error as JsonInputError).message.replace(/^it /, '')}`);
   }
-  if (text.trim() === '') throw new CardError('the card is empty');
-  return cardFromJson(parseCardJson(text, 'the JSON card'));
+  return cardFromJson(json);
 }
 
 /** A PNG card: the card from its `ccv3` (preferred) or `chara` chunk, the image as the picture. */

@@ -49,6 +49,7 @@ const envSchema = z.object({
   LLM_MAX_TOKENS: int(1, 32_768).default(400),
   HISTORY_TOKEN_BUDGET: int(100, 1_000_000).default(6000),
   USER_NAME: z.string().trim().min(1).max(64).default('User'),
+  REPLY_SEED: z.preprocess(emptyToUndefined, int(0, 2 ** 32 - 1).optional()),
 
   MAX_MESSAGE_BYTES: int(1024, 64 * 1024 * 1024).default(2 * 1024 * 1024),
 
@@ -73,8 +74,24 @@ const envSchema = z.object({
   ALLOWED_ORIGINS: list(parseAllowedOrigin),
   ALLOWED_HOSTS: list(parseAllowedHost),
 
-  TTS_ENGINE: z.enum(['espeak', 'openai', 'none']).default('espeak'),
-  TTS_BASE_URL: url.default('http://127.0.0.1:8880/v1'),
+  // The default engine (voices that name none); every engine configured below is live besides it.
+  TTS_ENGINE: z.enum(['espeak', 'openai', 'higgs', 'higgs-v2', 'none']).default('espeak'),
+  // Set: the openai engine is live (whatever TTS_ENGINE); unset with TTS_ENGINE=openai: Kokoro-FastAPI's default.
+  TTS_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
+  // How the openai engine sends a clone voice's reference clip (docs/engines.md); none = it has no clone voices.
+  TTS_REFERENCE_AUDIO: z.enum(['none', 'ref_audio']).default('none'),
+  // Higgs Audio v3 (Boson's speech API or a self-hosted server speaking it): live when its URL is set.
+  HIGGS_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
+  HIGGS_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  HIGGS_MODEL: z.string().min(1).default('higgs-audio-v3-tts'),
+  HIGGS_DEFAULT_VOICE: z.string().min(1).default('default'),
+  // Clone voices registered once as custom voices (POST /v1/voices) rather than sent with every sentence.
+  HIGGS_CUSTOM_VOICES: bool.default(true),
+  // Higgs Audio v2 on boson-ai's vLLM server: live when its URL is set.
+  HIGGS_V2_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
+  HIGGS_V2_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
+  HIGGS_V2_MODEL: z.string().min(1).default('higgs-audio-v2-generation-3B-base'),
+  HIGGS_V2_DEFAULT_VOICE: z.string().min(1).default('en_woman'),
   TTS_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
   TTS_MODEL: z.string().min(1).default('tts-1'),
   TTS_SAMPLE_RATE: int(8000, 48_000).default(24_000),
@@ -84,6 +101,10 @@ const envSchema = z.object({
   // One core stays free for the event loop: synthesis bursts must never starve it.
   ESPEAK_WORKERS: int(1, 16).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
   AUDIO_LEAD_MS: int(0, 600_000).default(1500),
+  // Sentences synthesized ahead of the one being spoken, so none waits for its first byte.
+  TTS_LOOKAHEAD: int(0, 8).default(2),
+  // The one rate every engine's audio is resampled to before it leaves (the original client assumes 24 kHz).
+  OUTPUT_SAMPLE_RATE: int(8000, 48_000).default(24_000),
 
   // Speech input (docs/configuration.md, "Speech input")
   STT_ENGINE: z.preprocess(emptyToUndefined, z.enum(['openai', 'whisper', 'none']).optional()),
@@ -127,6 +148,8 @@ export interface Config {
     historyTokenBudget: number;
   };
   userName: string;
+  /** Seeds every conversation's PRNG (who speaks up unaddressed): reproducible choices; absent: random. */
+  replySeed: number | undefined;
   maxMessageBytes: number;
   limits: {
     maxSessions: number;
@@ -144,8 +167,14 @@ export interface Config {
     allowedHosts: string[];
   };
   tts: {
-    engine: 'espeak' | 'openai' | 'none';
+    /** The default engine: voices that name none speak through it. */
+    engine: 'espeak' | 'openai' | 'higgs' | 'higgs-v2' | 'none';
+    /** The openai engine is live (TTS_ENGINE=openai or TTS_BASE_URL set). */
+    openai: boolean;
     baseUrl: string;
+    referenceAudio: 'none' | 'ref_audio';
+    higgs: HiggsConfig | undefined;
+    higgsV2: HiggsConfig | undefined;
     apiKey: string | undefined;
     model: string;
     sampleRate: number;
@@ -156,6 +185,10 @@ export interface Config {
     espeakWorkers: number;
     /** How far ahead of the client's playback audio is sent; 0 sends it as soon as it exists. */
     audioLeadMs: number;
+    /** Sentences synthesized ahead of the one being spoken (0 = one at a time). */
+    lookahead: number;
+    /** The rate all speech audio leaves at, whatever each engine's own rate. */
+    outputSampleRate: number;
   };
   stt: {
     /** `none` when nothing is configured: speech input answers with SPEECH_INPUT_NOT_CONFIGURED. */
@@ -181,6 +214,22 @@ export interface Config {
   };
 }
 
+export interface HiggsConfig {
+  baseUrl: string;
+  apiKey: string | undefined;
+  model: string;
+  defaultVoice: string;
+  /** Higgs v3: register clone voices once (POST /v1/voices) instead of sending the clip each time. */
+  customVoices: boolean;
+}
+
+/** A default engine that is not configured is a start-up error, not a silent espeak. */
+function ttsProblems(e: ParsedEnv): string[] {
+  const needs: Record<string, [string, unknown]> = { higgs: ['HIGGS_BASE_URL', e.HIGGS_BASE_URL], 'higgs-v2': ['HIGGS_V2_BASE_URL', e.HIGGS_V2_BASE_URL] };
+  const need = Object.hasOwn(needs, e.TTS_ENGINE) ? needs[e.TTS_ENGINE] : undefined;
+  return need && need[1] === undefined ? [`TTS_ENGINE=${e.TTS_ENGINE} needs ${need[0]} (the server's /v1 URL)`] : [];
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -196,6 +245,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const e = parsed.data;
+  const tts = ttsProblems(e);
+  if (tts.length > 0) throw new ConfigError(tts);
   return {
     host: e.HOST,
     port: e.PORT,
@@ -214,6 +265,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       historyTokenBudget: e.HISTORY_TOKEN_BUDGET,
     },
     userName: e.USER_NAME,
+    replySeed: e.REPLY_SEED,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     limits: {
       maxSessions: e.MAX_SESSIONS,
@@ -224,7 +276,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     access: accessConfig(e),
     tts: {
       engine: e.TTS_ENGINE,
-      baseUrl: e.TTS_BASE_URL,
+      openai: e.TTS_ENGINE === 'openai' || e.TTS_BASE_URL !== undefined,
+      baseUrl: e.TTS_BASE_URL ?? 'http://127.0.0.1:8880/v1',
+      referenceAudio: e.TTS_REFERENCE_AUDIO,
+      higgs: e.HIGGS_BASE_URL === undefined ? undefined : { baseUrl: e.HIGGS_BASE_URL, apiKey: e.HIGGS_API_KEY, model: e.HIGGS_MODEL, defaultVoice: e.HIGGS_DEFAULT_VOICE, customVoices: e.HIGGS_CUSTOM_VOICES },
+      higgsV2: e.HIGGS_V2_BASE_URL === undefined ? undefined : { baseUrl: e.HIGGS_V2_BASE_URL, apiKey: e.HIGGS_V2_API_KEY, model: e.HIGGS_V2_MODEL, defaultVoice: e.HIGGS_V2_DEFAULT_VOICE, customVoices: false },
       apiKey: e.TTS_API_KEY,
       model: e.TTS_MODEL,
       sampleRate: e.TTS_SAMPLE_RATE,
@@ -233,6 +289,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       firstByteTimeoutMs: e.TTS_FIRST_BYTE_TIMEOUT_MS,
       espeakWorkers: e.ESPEAK_WORKERS,
       audioLeadMs: e.AUDIO_LEAD_MS,
+      lookahead: e.TTS_LOOKAHEAD,
+      outputSampleRate: e.OUTPUT_SAMPLE_RATE,
     },
     stt: sttConfig(e),
   };

@@ -4,11 +4,13 @@ import { pino } from 'pino';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, redactUrlPassword } from './config.ts';
 import { openDatabase } from './db/client.ts';
+import { crudChanges } from './db/handlers.ts';
 import { Repo } from './db/repo.ts';
 import { createLlm } from './llm/chat.ts';
 import { MessageSpool } from './session/message-spool.ts';
 import type { WebSocketRouter } from './session/router.ts';
 import { shutdown, spoolUnstored } from './shutdown.ts';
+import { ClipStore } from './speech/clip-store.ts';
 import { createTtsEngine } from './speech/tts.ts';
 import { VoiceResolver } from './speech/voices.ts';
 import { createSttEngine } from './transcribe/stt.ts';
@@ -31,15 +33,18 @@ async function main(): Promise<void> {
   if (!llm.client) logger.warn('no LLM API key: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server)');
 
   const engine = await createTtsEngine(config.tts);
-  const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger), audioLeadMs: config.tts.audioLeadMs };
-  logger.info({ tts: engine?.name ?? 'none' }, 'speech output');
+  const clips = new ClipStore(config.dataDir);
+  const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger, clips), audioLeadMs: config.tts.audioLeadMs, lookahead: config.tts.lookahead };
+  logger.info({ tts: engine?.name ?? 'none', engines: engine?.list().map((e) => e.name) ?? [], output_sample_rate: engine?.sampleRate }, 'speech output');
 
   const sttEngine = await createSttEngine(config.stt);
   const stt = sttEngine && { engine: sttEngine, vad: await loadVad(), config: config.stt };
   logger.info({ stt: sttEngine?.name ?? 'none' }, 'speech input');
 
   const sessions = new Set<WebSocketRouter>();
-  const app = await buildApp({ config, database, repo, llm, logger, tts, stt, sessions, spool });
+  // A voice deleted or given a new clip leaves its old clip unnamed: removed (after a grace period).
+  crudChanges.on('characters', () => void repo.listVoices().then((voices) => clips.prune(voices.flatMap((v) => [v.audio_path, v.text_path]))).catch((err: unknown) => logger.warn({ err }, 'pruning reference clips failed')));
+  const app = await buildApp({ config, database, repo, llm, logger, tts, stt, sessions, spool, clips });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;

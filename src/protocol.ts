@@ -136,7 +136,10 @@ export const characterSchema = z.object({
 export type Character = z.infer<typeof characterSchema>;
 
 export const voiceMethods = ['clone', 'description', 'preset'] as const;
-export const ttsEngineNames = ['espeak', 'openai'] as const;
+export type VoiceMethod = (typeof voiceMethods)[number];
+/** Speech engines (docs/engines.md): `higgs` is Higgs Audio v3 (Boson's speech API), `higgs-v2` boson-ai's vLLM server. */
+export const ttsEngineNames = ['espeak', 'openai', 'higgs', 'higgs-v2'] as const;
+export type TtsEngineName = (typeof ttsEngineNames)[number];
 
 export const voiceSchema = z.object({
   voice: z.string(),
@@ -155,14 +158,55 @@ export const voiceSchema = z.object({
 });
 export type Voice = z.infer<typeof voiceSchema>;
 
+/** Who answers a message (docs/protocol.md, "Who answers"). */
+export const replyStrategies = ['natural', 'list', 'manual', 'pooled'] as const;
+export type ReplyStrategy = (typeof replyStrategies)[number];
+/** auto_mode_delay_ms when none is given: the pause after the last reply finished playing. */
+export const DEFAULT_AUTO_MODE_DELAY_MS = 5000;
+
 export const conversationSchema = z.object({
   conversation_id: z.string(),
   title: z.string(),
+  /** The conversation's cast (character ids, in cast order). */
   active_characters: z.array(z.string()),
+  reply_strategy: z.enum(replyStrategies),
+  allow_self_responses: z.boolean(),
+  /** Cast members who never answer unless forced (trigger_character). */
+  muted: z.array(z.string()),
+  auto_mode: z.boolean(),
+  auto_mode_delay_ms: z.number().int(),
+  /** Who the user speaks as in this conversation; null: the default persona. */
+  persona_id: z.string().nullable(),
+  /** Standalone lorebooks attached to this conversation (their entries join the characters' own). */
+  lorebook_ids: z.array(z.string()),
   created_at: timestamp,
   updated_at: timestamp,
 });
 export type Conversation = z.infer<typeof conversationSchema>;
+
+/** Who the user speaks as: `{{user}}` is `name`, `description` goes into every character's prompt. */
+export const personaSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  description: z.string(),
+  image_url: z.string().nullable(),
+  /** The persona of conversations that choose none (at most one persona is the default). */
+  is_default: z.boolean(),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Persona = z.infer<typeof personaSchema>;
+
+/** A standalone lorebook (SillyTavern world info), its entries in character_book form. */
+export const lorebookSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  description: z.string(),
+  book: z.looseObject({ entries: z.array(z.looseObject({})) }),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export type Lorebook = z.infer<typeof lorebookSchema>;
 
 export const roles = ['user', 'assistant', 'system'] as const;
 /** How a message ended: whole, cut off by the user (interrupt), or cut short by a failure (the LLM's). */
@@ -177,6 +221,10 @@ export const messageSchema = z.object({
   character_id: z.string().nullable(),
   interrupted: z.boolean(),
   status: z.enum(messageStatuses),
+  /** Every version of a regenerated reply (swipes), oldest first; [] when it has just one. */
+  alternatives: z.array(z.string()),
+  /** Which of `alternatives` is `content` (0 when there are none). */
+  alternative_index: z.number().int(),
   created_at: timestamp,
   updated_at: timestamp,
 });
@@ -244,13 +292,49 @@ export type VoiceCreate = z.infer<typeof voiceCreateSchema>;
 export const voiceUpdateSchema = voiceCreateSchema.partial().extend({ voice: id });
 export type VoiceUpdate = z.infer<typeof voiceUpdateSchema>;
 
+/** A conversation's cast and its rules for who speaks (create, update, and a session's own). */
+export const conversationCastFields = {
+  active_characters: characterIdList.optional(),
+  reply_strategy: z.enum(replyStrategies).optional(),
+  allow_self_responses: z.boolean().optional(),
+  muted: z.array(id).max(100).optional(),
+  auto_mode: z.boolean().optional(),
+  auto_mode_delay_ms: z.number().int().min(0).max(600_000).optional(),
+};
+/** A conversation's persona and attached lorebooks (create, update, and a session's own). */
+export const conversationContextFields = {
+  persona_id: z.uuid().nullable().optional(),
+  lorebook_ids: z.array(z.uuid()).max(50).optional(),
+};
 export const conversationCreateSchema = z.strictObject({
   title: storableText().trim().min(1).max(200).optional(),
-  active_characters: characterIdList.optional(),
+  ...conversationCastFields,
+  ...conversationContextFields,
 });
 export type ConversationCreate = z.infer<typeof conversationCreateSchema>;
 export const conversationUpdateSchema = conversationCreateSchema.extend({ conversation_id: z.uuid() });
 export type ConversationUpdate = z.infer<typeof conversationUpdateSchema>;
+
+export const personaCreateSchema = z.strictObject({
+  name: storableText().trim().min(1, 'name must not be blank').max(64),
+  description: text(CARD_TEXT_MAX).optional(),
+  image_url: nullableText(3_000_000),
+  is_default: z.boolean().optional(),
+});
+export type PersonaCreate = z.infer<typeof personaCreateSchema>;
+export const personaUpdateSchema = personaCreateSchema.partial().extend({ id: z.uuid() });
+export type PersonaUpdate = z.infer<typeof personaUpdateSchema>;
+
+export const lorebookCreateSchema = z.strictObject({
+  name: storableText().trim().min(1, 'name must not be blank').max(200),
+  description: text(10_000).optional(),
+  book: characterBookSchema,
+});
+export type LorebookCreate = z.infer<typeof lorebookCreateSchema>;
+export const lorebookUpdateSchema = lorebookCreateSchema.partial().extend({ id: z.uuid() });
+export type LorebookUpdate = z.infer<typeof lorebookUpdateSchema>;
+/** Personas and lorebooks are keyed by UUID. */
+export const recordIdSchema = z.object({ id: z.uuid() });
 
 export const messageCreateSchema = z.strictObject({
   conversation_id: z.uuid(),
@@ -267,6 +351,8 @@ const page = { limit: z.number().int().min(1).max(1000).optional(), offset: z.nu
 export const emptySchema = z.object({}).loose();
 export const characterIdSchema = z.object({ id });
 export const voiceKeySchema = z.object({ voice: id });
+/** POST /api/voices/{voice}/reference: the transcript field beside the uploaded clip. */
+export const voiceReferenceSchema = z.strictObject({ transcript: storableText().trim().min(1, 'transcript must not be blank').max(2000) });
 export const conversationIdSchema = z.object({ conversation_id: z.uuid() });
 export const messageIdSchema = z.object({ message_id: z.uuid() });
 export const searchSchema = z.object({ query: text(200) });
@@ -309,7 +395,20 @@ export const userMessageSchema = z.object({ text: text(20_000) });
 export const modelSettingsPatchSchema = modelSettingsSchema.partial();
 export const loadConversationSchema = conversationIdSchema;
 export const sessionSettingsSchema = z.object({ user_name: storableText().trim().min(1).max(64) });
+/** Force-talk: the character speaks now, without a user message (even when muted). */
+export const triggerCharacterSchema = z.object({ character_id: id });
 export const previewVoiceSchema = z.object({ voice: id, text: storableText().trim().min(1).max(1000).optional() });
+// Message operations (docs/protocol.md, "Message operations").
+/** How much of a message's audio the client played, sent just before `interrupt`. */
+export const playbackPositionSchema = z.object({ message_id: z.uuid(), played_ms: z.number().min(0).max(86_400_000) });
+export const regenerateSchema = z.object({ message_id: z.uuid().optional() });
+export const selectAlternativeSchema = z.object({ message_id: z.uuid(), index: z.number().int().min(0).max(10_000) });
+export const continueSchema = z.object({ message_id: z.uuid() });
+export const editMessageSchema = z.object({ message_id: z.uuid(), content: text(100_000) });
+
+/** A conversation's cast and rules as a session announces them (session.cast_settings). */
+export const castSettingsSchema = conversationSchema.pick({ active_characters: true, reply_strategy: true, allow_self_responses: true, muted: true, auto_mode: true, auto_mode_delay_ms: true, persona_id: true, lorebook_ids: true });
+export type CastSettings = z.infer<typeof castSettingsSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Server → client
@@ -335,6 +434,7 @@ export const errorCodes = [
   'llm_not_configured',
   'llm_error',
   'tts_error',
+  'voice_fallback',
   'stt_error',
   'stt_not_configured',
   'storage_error',
@@ -355,6 +455,8 @@ export const serverMessageSchemas = {
       output_sample_rate: z.number(),
       active_characters: z.array(characterSchema),
       model_settings: modelSettingsSchema,
+      /** The new conversation's cast and rules (a Conversation's fields; it is stored with its first message). */
+      cast_settings: castSettingsSchema,
     }),
   ),
   stt_update: msg('stt_update', { text: z.string() }),
@@ -374,7 +476,25 @@ export const serverMessageSchemas = {
   ),
   audio_stream_stop: withData('audio_stream_stop', z.object({ ...streamIds, interrupted: z.boolean().optional() })),
   interrupt_ack: msg('interrupt_ack', {}),
-  history_cleared: withData('history_cleared', z.object({ conversation_id: z.string().nullable() })),
+  /** A user message was taken: the id it is stored under (for edit_message / delete_message). */
+  user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string() })),
+  /** An interrupted reply keeps only what was heard: `text` is the stored text, a prefix of what was streamed. */
+  message_truncated: withData('message_truncated', z.object({ message_id: z.string(), text: z.string() })),
+  /** A message changed (edit_message, select_alternative, regenerate, continue): its state as stored. */
+  message_updated: withData(
+    'message_updated',
+    z.object({
+      message_id: z.string(),
+      role: z.enum(roles),
+      content: z.string(),
+      status: z.enum(messageStatuses),
+      alternatives: z.array(z.string()),
+      alternative_index: z.number().int(),
+    }),
+  ),
+  /** The message named characters who are not in the conversation's cast (they do not answer). */
+  not_in_cast: withData('not_in_cast', z.object({ names: z.array(z.string()), character_ids: z.array(z.string()) })),
+  history_cleared: withData('history_cleared', z.object({ conversation_id: z.string().nullable(), cast_settings: castSettingsSchema.optional() })),
   conversation_loaded: withData(
     'conversation_loaded',
     z.object({ conversation: conversationSchema, messages: z.array(messageSchema) }),
@@ -404,6 +524,16 @@ export const serverMessageSchemas = {
   conversation_created: withData('conversation_created', conversationSchema),
   conversation_updated: withData('conversation_updated', conversationSchema),
   conversation_deleted: withData('conversation_deleted', z.object({ conversation_id: z.string() })),
+  personas_data: withData('personas_data', z.array(personaSchema)),
+  persona_data: withData('persona_data', personaSchema),
+  persona_created: withData('persona_created', personaSchema),
+  persona_updated: withData('persona_updated', personaSchema),
+  persona_deleted: withData('persona_deleted', z.object({ id: z.string() })),
+  lorebooks_data: withData('lorebooks_data', z.array(lorebookSchema)),
+  lorebook_data: withData('lorebook_data', lorebookSchema),
+  lorebook_created: withData('lorebook_created', lorebookSchema),
+  lorebook_updated: withData('lorebook_updated', lorebookSchema),
+  lorebook_deleted: withData('lorebook_deleted', z.object({ id: z.string() })),
   messages_data: withData('messages_data', z.array(messageSchema)),
   message_created: withData('message_created', messageSchema),
   message_deleted: withData('message_deleted', z.object({ message_id: z.string() })),

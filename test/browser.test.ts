@@ -19,6 +19,7 @@ import { launchBrowser, type ProxyConnection, TestProxy } from './support/browse
 import { createOpenAiSttEngine } from '../src/transcribe/engines/openai.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { openTestDatabases, resetData } from './support/db.ts';
+import { eventually } from './support/eventually.ts';
 import { encodeWav, type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 
 const WEB_DIST = 'web/dist';
@@ -65,6 +66,8 @@ beforeEach(async () => {
   const [db] = await openTestDatabases();
   await resetData(db!.database);
   await chorus.repo.ensureStarterCast();
+  // Talkativeness 0: under the default strategy (natural) only the characters a message names answer.
+  for (const c of await chorus.repo.listCharacters()) await chorus.repo.updateCharacter({ id: c.id, talkativeness: 0 });
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, colorScheme: 'dark' });
   await context.addInitScript(recordSourceStarts);
   page = await context.newPage();
@@ -169,7 +172,7 @@ describe('chat', () => {
       mira: 'Clear skies tonight, friend. The stars are out, and so is the whole crew.',
       pip: 'Hello hello! I was just soldering a kettle that sings in three-part harmony!',
     };
-    // Nobody mentioned: every active character answers, by name (Harlan, Mira, Pip).
+    // All three named: they answer in order of mention (Harlan, Mira, Pip).
     llm.chat.enqueue(
       { tokens: tokenize(replies.harlan), tokenDelayMs: 40 },
       { tokens: tokenize(replies.mira), tokenDelayMs: 15 },
@@ -177,8 +180,8 @@ describe('chat', () => {
     );
     const conn = await openApp();
     await page.locator('.cast-bar').getByText('Harlan, Mira, Pip').waitFor();
-    await typeAndSend('Hello everyone, how is the evening treating you?');
-    await page.locator('.msg-user .msg-text', { hasText: 'Hello everyone' }).waitFor();
+    await typeAndSend('Hello Harlan, Mira and Pip, how is the evening treating you?');
+    await page.locator('.msg-user .msg-text', { hasText: 'Hello Harlan' }).waitFor();
 
     // Text appears as it streams: Harlan's bubble holds part of the reply while it is replying.
     const harlan = page.locator('.msg-char[data-character-name="Harlan Graves"]');
@@ -203,7 +206,7 @@ describe('chat', () => {
     // The page shows who is speaking while the audio plays (seconds of it are still to come here).
     await page.locator('.msg-char.is-speaking .msg-status', { hasText: 'speaking' }).first().waitFor();
     await page.locator('.status-line .activity', { hasText: 'is speaking' }).waitFor();
-    await page.locator('.conv-row .conv-title', { hasText: 'Hello everyone' }).waitFor();
+    await page.locator('.conv-row .conv-title', { hasText: 'Hello Harlan' }).waitFor();
     await page.screenshot({ path: SCREENSHOT });
 
     // Playback: every frame the server sent for each message is on the clock, and nothing else.
@@ -283,7 +286,8 @@ describe('chat', () => {
     const sentBefore = conn.clientMessages().length;
     await typeAndSend('Pip, stop!');
     await proxy.waitFor(() => conn.clientMessages('user_message').length === 3, 'the third message');
-    const sentTypes = conn.clientMessages().slice(sentBefore).map((m) => m.type);
+    // (playback_position, before the interrupt, says how much was heard: test/message-actions-browser.test.ts.)
+    const sentTypes = conn.clientMessages().slice(sentBefore).map((m) => m.type).filter((t) => t !== 'playback_position');
     assert.deepEqual(sentTypes.slice(0, 2), ['interrupt', 'user_message']);
     await page.waitForFunction((mid) => window.__chorus.playback.cancelled.includes(mid), second);
     const cut = (await debugState()).playback.framesByMessage[second];
@@ -516,8 +520,11 @@ describe('conversations', () => {
     await page.locator('.msg-char .msg-text', { hasText: 'Steady as she goes.' }).waitFor();
     const lastChat = llm.chat.requests[llm.chat.requests.length - 1]!;
     assert.ok(JSON.stringify(lastChat.body.messages).includes('bearing two-seven-zero'), 'the LLM saw the loaded history');
-    await page.waitForFunction(async (id) => (await (await fetch(`/api/conversations/${id}/messages`)).json()).length === 4, older.conversation_id);
-    const stored = (await rest<Message[]>('GET', `/api/conversations/${older.conversation_id}/messages`)).body;
+    // A reply is stored once its audio has played (docs/protocol.md, "What was heard").
+    const stored = await eventually(async () => {
+      const messages = (await rest<Message[]>('GET', `/api/conversations/${older.conversation_id}/messages`)).body;
+      return messages.length === 4 ? messages : undefined;
+    }, 'the reply stored');
     assert.deepEqual(stored.map((m) => m.content).slice(2), ['Mira, keep our course.', 'Steady as she goes.']);
     // It is now the newest.
     await page.waitForFunction(() => document.querySelector('.conv-row .conv-title')?.textContent === 'Charting the Kestrel Nebula');
@@ -553,7 +560,8 @@ describe('connection', () => {
     await page.locator('.msg-char .msg-text', { hasText: 'The lighthouse is lit.' }).waitFor();
     const conversationId = (await debugState()).connection.conversationId;
     assert.ok(conversationId);
-    await page.waitForFunction(async (id) => (await fetch(`/api/conversations/${id}`)).status === 200, conversationId);
+    // Stored once its audio has played (a reply cut by the close would keep only what was heard).
+    await eventually(async () => ((await rest<Message[]>('GET', `/api/conversations/${conversationId}/messages`)).body.length === 2 ? true : undefined), 'the reply stored');
 
     first.closeFromServer(1012, 'restarting');
     await page.locator('.conn-banner', { hasText: 'Reconnecting' }).waitFor();
@@ -581,12 +589,9 @@ describe('connection', () => {
     const first = await openApp('?heartbeat=400');
     // Settings are remembered and sent on every connect.
     await page.locator('.nav-settings').click();
-    await page.locator('input[name="user_name"]').fill('Captain Jay');
-    await page.locator('input[name="user_name"]').press('Enter');
     await page.locator('input[name="temperature"]').fill('1.3');
     await proxy.waitFor(() => first.clientMessages('model_settings').find((m) => m.data?.temperature === 1.3), 'model_settings');
     await proxy.waitFor(() => first.serverMessages('model_settings_updated').find((m) => m.data?.temperature === 1.3), 'model_settings_updated');
-    await proxy.waitFor(() => first.clientMessages('session_settings').find((m) => m.data?.user_name === 'Captain Jay'), 'session_settings');
     await page.locator('dialog.settings-panel .panel-close').click();
 
     // The server goes silent (no pong): the client gives up on the socket and reconnects.
@@ -596,7 +601,6 @@ describe('connection', () => {
     const second = proxy.last;
     assert.notEqual(second, first);
     await proxy.waitFor(() => second.clientMessages('model_settings').find((m) => m.data?.temperature === 1.3), 'model_settings again');
-    await proxy.waitFor(() => second.clientMessages('session_settings').find((m) => m.data?.user_name === 'Captain Jay'), 'session_settings again');
     // Ping/pong keeps the new socket alive.
     await proxy.waitFor(() => second.serverMessages('pong').length >= 2, 'pongs on the new socket');
     assert.equal((await debugState()).connection.sessions, 2);

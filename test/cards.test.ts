@@ -8,6 +8,8 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import encodeChunks from 'png-chunks-encode';
 import extractChunks from 'png-chunks-extract';
 import textChunk from 'png-chunk-text';
+import { readFileSync } from 'node:fs';
+import { seedCardPath, STARTER_CARDS } from '../src/db/starter-cast.ts';
 import { type Character, characterSchema } from '../src/protocol.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { TestClient } from './support/client.ts';
@@ -486,6 +488,26 @@ describe('access control', () => {
       assert.equal((await fetch(`${guarded.httpUrl}/api/characters/${c!.id}/export`)).status, 401);
     } finally {
       await guarded.close();
+    }
+  });
+});
+
+describe('the starter cast', () => {
+  test('is seeded from its three card files, through the import code: every field as in the file, exported back equal', async () => {
+    assert.equal(await chorus.repo.ensureStarterCast(), true);
+    const cast = await chorus.repo.listCharacters();
+    assert.equal(STARTER_CARDS.length, 3);
+    for (const { file, voice } of STARTER_CARDS) {
+      const card = JSON.parse(readFileSync(seedCardPath(file), 'utf8')) as ReturnType<typeof v2Card>;
+      assert.equal(card.spec, 'chara_card_v2', file);
+      const seeded = cast.find((c) => c.name === card.data.name);
+      assert.ok(seeded, `${file}: ${card.data.name} is seeded`);
+      assert.equal(seeded.voice, voice);
+      const asCard = (await (await exported(seeded.id, 'format=json')).json()) as ReturnType<typeof v2Card>;
+      assert.deepEqual(asCard, card, `${file}: the seeded character exports as its card file`);
+      // And the file imported over REST gives the same character (but for id, voice, timestamps).
+      const again = await importJson(card);
+      assert.deepEqual(cardFields(again), cardFields(seeded));
     }
   });
 });

@@ -426,6 +426,8 @@ for (const { name, database } of databases) {
             character_id: 'speaker-001',
             interrupted: true,
             status: 'interrupted',
+            alternatives: [],
+            alternative_index: 0,
             created_at: undefined,
             updated_at: undefined,
           },
@@ -435,6 +437,21 @@ for (const { name, database } of databases) {
         assert.notEqual(plain.message_id, message.message_id);
         const stored = await repo.listMessages({ conversation_id: conversationId });
         assert.deepEqual(stored, [message, plain]);
+      });
+
+      test('saveMessage stores under the given id, then replaces text, status and versions; another conversation\'s id is refused', async () => {
+        const id = '7c0e3f2a-1b2c-4d5e-8f90-123456789abc';
+        const first = await repo.saveMessage({ message_id: id, conversation_id: conversationId, role: 'assistant', name: 'Speaker', content: 'One.', status: 'interrupted' });
+        assert.equal(first.message_id, id);
+        assert.equal(first.interrupted, true);
+        const again = await repo.saveMessage({ message_id: id, conversation_id: conversationId, role: 'assistant', content: 'Two.', alternatives: ['One.', 'Two.'], alternative_index: 1 });
+        assert.deepEqual([again.content, again.status, again.interrupted, again.alternatives, again.alternative_index], ['Two.', 'complete', false, ['One.', 'Two.'], 1]);
+        assert.equal(again.created_at, first.created_at);
+        const stored = await repo.listMessages({ conversation_id: conversationId });
+        assert.deepEqual(stored.map((m) => [m.message_id, m.content]), [[id, 'Two.']], 'one message, replaced');
+        const other = await repo.createConversation({ title: 'Other' });
+        await assert.rejects(repo.saveMessage({ message_id: id, conversation_id: other.conversation_id, role: 'user', content: 'Taken' }), ConflictError);
+        assert.equal((await repo.listMessages({ conversation_id: conversationId }))[0]!.content, 'Two.');
       });
 
       test('bumps the conversation updated_at in the same transaction', async () => {

@@ -247,6 +247,7 @@ describe('a real turn with an imported card', () => {
             '[Example dialogue]\nJay: Hi\nCaptain Ione: Hm.',
           ].join('\n\n'),
         },
+        { role: 'assistant', name: 'Captain_Ione', content: 'Mind the ropes.' }, // its greeting opened the conversation
         { role: 'user', name: 'Jay', content: 'Ione, is the lighthouse lit in the harbour?' },
         { role: 'system', content: 'Stay gruff.' },
       ]);

@@ -57,7 +57,8 @@ function assertAdjacency(frames: Frame[]): void {
 }
 
 async function character(chorus: ChorusUnderTest, name: string, voice: string | null): Promise<Character> {
-  return chorus.repo.createCharacter({ name, voice, system_prompt: `You are ${name}.` });
+  // Talkativeness 0: under the default strategy (natural) only the characters a message names answer.
+  return chorus.repo.createCharacter({ name, voice, system_prompt: `You are ${name}.`, talkativeness: 0 });
 }
 
 before(async () => {
@@ -129,7 +130,7 @@ describe('espeak speech', () => {
     await character(withEspeak, 'Cy', null);
     await character(withEspeak, 'Di', 'nova'); // a voice of the openai engine
     const client = await connect(withEspeak);
-    client.send({ type: 'user_message', data: { text: 'Hello both of you, how are things?' } });
+    client.send({ type: 'user_message', data: { text: 'Hello Cy and Di, how are things?' } });
     for (const _ of [1, 2]) {
       const start = await client.next('text_stream_start');
       const { pcm } = await audioOf(client, start.data.message_id);

@@ -83,6 +83,7 @@ describe('REST status codes', () => {
   });
 
   test('an unexpected failure is a 500 that names an error id and shows no SQL, parameters or secrets', async () => {
+    const client = await TestClient.connect(chorus.wsUrl); // before the failure: a session loads the characters when it starts
     const original = chorus.repo.listCharacters;
     chorus.repo.listCharacters = async () => {
       throw new Error('Failed query: select * from characters where id = $1\nparams: hunter2 at repo.ts:12');
@@ -93,7 +94,6 @@ describe('REST status codes', () => {
       const text = await res.text();
       assertNoInternals(text);
       assert.match(text, /error id [0-9a-f]{8}/);
-      const client = await TestClient.connect(chorus.wsUrl);
       try {
         const reply = await client.request({ type: 'get_characters' });
         assert.equal(reply.type, 'db_error');

@@ -45,8 +45,9 @@ beforeEach(async () => {
   for (const c of clients.splice(0)) await c.close();
   engines.reset();
   await resetData((await openTestDatabases())[0]!.database);
-  await chorus.repo.createCharacter({ name: 'Ada', system_prompt: 'A mathematician.' });
-  await chorus.repo.createCharacter({ name: 'Bob', system_prompt: 'A baker.' });
+  // Talkativeness 0: under the default strategy (natural) only the characters a message names answer.
+  await chorus.repo.createCharacter({ name: 'Ada', system_prompt: 'A mathematician.', talkativeness: 0 });
+  await chorus.repo.createCharacter({ name: 'Bob', system_prompt: 'A baker.', talkativeness: 0 });
 });
 
 after(async () => {
@@ -176,3 +177,43 @@ describe('speech input', () => {
     assert.equal((await client.next('stt_final', 10_000)).text, 'Ada, hello there.', 'listening went on');
   });
 });
+
+describe('auto-mode and the user\'s voice', () => {
+  test('speaking over the characters\' chatter stops it at once: the next turn answers what was said', async () => {
+    engines.speech.script(() => ({ realtimeFactor: 1 })); // replies take seconds to play
+    engines.transcription.script(() => ({ text: 'Ada, wait a moment.' }));
+    const client = await connect();
+    const conversationId = client.ofType('session')[0]!.data.conversation_id!;
+    client.send({ type: 'start_listening' });
+    engines.chat.enqueue(
+      { tokens: tokenize('Hello there.') },
+      { tokens: tokenize('Numbers are fun. They go on and on. And on, and on, for ever and ever.') },
+    );
+    client.send({ type: 'user_message', data: { text: 'Bob, hello.' } });
+    await client.next('text_stream_stop');
+    // Bob (named) answered the user; pooled: Ada, who has not spoken since, goes on by herself.
+    await client.request({ type: 'update_conversation', data: { conversation_id: conversationId, reply_strategy: 'pooled', auto_mode: true, auto_mode_delay_ms: 30 } });
+    const auto = await client.waitFor((f) => f.type === 'text_stream_start' && f.data.character_name === 'Ada', 'the chatter to start', 15_000);
+    // Its second sentence is being sent: some of it has been heard, so it is kept (and is a reply to go on from).
+    const autoId = auto.type === 'text_stream_start' ? auto.data.message_id : '';
+    await client.waitFor((f) => f.type === 'audio_chunk' && f.data.message_id === autoId && f.data.sentence_index === 1, 'its second sentence', 10_000);
+
+    speak(client, track(await speaker.say('Ada, wait a moment.'), { silenceMs: 1200 }).pcm);
+    await client.waitFor((f) => f.type === 'interrupt_ack', 'the barge-in', 10_000);
+    await client.waitFor((f) => f.type === 'stt_final', 'the transcript', 10_000);
+    // Far more than the 30 ms delay passed while the utterance was transcribed: without the
+    // pause an auto turn would have come first.
+    const toUser = await eventuallyRequest((body) => body.includes('Ada, wait a moment.'));
+    assert.equal(engines.chat.requests.indexOf(toUser), 2, `the request after the cut auto turn answers the user: ${engines.chat.requests.map((r) => r.lastUserMessage).join(' | ')}`);
+    await client.request({ type: 'update_conversation', data: { conversation_id: conversationId, auto_mode: false } });
+  });
+});
+
+/** The first chat request whose last user message satisfies `match` (waits for it). */
+async function eventuallyRequest(match: (lastUserMessage: string) => boolean) {
+  for (let n = 1; ; n++) {
+    const requests = await engines.chat.waitForRequests(n, 15_000);
+    const found = requests.find((r) => match(r.lastUserMessage));
+    if (found) return found;
+  }
+}

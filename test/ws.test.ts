@@ -37,8 +37,9 @@ beforeEach(async () => {
   for (const c of clients.splice(0)) await c.close();
   llm.reset();
   await resetData((await openTestDatabases())[0]!.database);
-  ada = await chorus.repo.createCharacter({ name: 'Ada Lovelace', system_prompt: 'You are a mathematician.' });
-  bob = await chorus.repo.createCharacter({ name: 'Bob', system_prompt: 'You are a baker.' });
+  // Talkativeness 0: under the default strategy (natural) only the characters a message names answer.
+  ada = await chorus.repo.createCharacter({ name: 'Ada Lovelace', system_prompt: 'You are a mathematician.', talkativeness: 0 });
+  bob = await chorus.repo.createCharacter({ name: 'Bob', system_prompt: 'You are a baker.', talkativeness: 0 });
 });
 
 after(async () => {
@@ -77,8 +78,10 @@ describe('a conversation turn', () => {
     assert.deepEqual(client.errors, []);
   });
 
-  test('nobody mentioned: every active character answers, by name', async () => {
+  test('the list strategy: every cast member answers, in cast order (the default cast is by name)', async () => {
     const client = await connect();
+    const conversationId = client.ofType('session')[0]!.data.conversation_id!;
+    await client.request({ type: 'update_conversation', data: { conversation_id: conversationId, reply_strategy: 'list' } });
     client.send({ type: 'user_message', data: { text: 'Hello everyone' } });
     const a = await client.next('text_stream_stop');
     const b = await client.next('text_stream_stop');
@@ -393,7 +396,7 @@ describe('LLM failures', () => {
       { tokens: tokenize('Half a sen tence'), failure: { cutAfterTokens: 2 } },
     );
     const client = await connect();
-    client.send({ type: 'user_message', data: { text: 'Hello both' } });
+    client.send({ type: 'user_message', data: { text: 'Hello Ada and Bob' } });
     const adaError = await client.next('error');
     assert.equal(adaError.data.code, 'llm_error');
     assert.match(adaError.data.message, /Ada Lovelace could not reply: .*500/);
@@ -432,7 +435,7 @@ describe('LLM failures', () => {
     const keyless = await startChorus({ database: db, env: {} });
     try {
       const client = await connect(keyless.wsUrl);
-      client.send({ type: 'user_message', data: { text: 'Hi' } });
+      client.send({ type: 'user_message', data: { text: 'Hi Bob' } });
       const error = await client.next('error');
       assert.equal(error.data.code, 'llm_not_configured');
       assert.match(error.data.message, /LLM_API_KEY/);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import * as p from '../protocol.ts';
-import type { Character, ServerMessageOf, ServerMessageType } from '../protocol.ts';
+import type { Character, Conversation, ServerMessageOf, ServerMessageType } from '../protocol.ts';
 import type { CharacterImport, Repo } from './repo.ts';
 import { ConflictError, NotFoundError } from './repo.ts';
 
@@ -15,15 +15,16 @@ interface CrudOp<S extends z.ZodType, R extends ServerMessageType> {
   schema: S;
   reply: R;
   run: (repo: Repo, input: z.infer<S>) => Promise<DataOf<R>>;
-  /** Which cached records a successful call changes (sessions reload their cast on 'characters'). */
-  changes?: 'characters';
+  /** Which cached records a successful call changes (sessions reload their characters or a conversation's cast). */
+  changes?: Change;
 }
+type Change = 'characters' | 'conversation' | 'context';
 
 const op = <S extends z.ZodType, R extends ServerMessageType>(
   schema: S,
   reply: R,
   run: (repo: Repo, input: z.infer<S>) => Promise<DataOf<R>>,
-  changes?: 'characters',
+  changes?: Change,
 ): CrudOp<S, R> => ({ schema, reply, run, changes });
 
 export const crudOps = {
@@ -44,8 +45,20 @@ export const crudOps = {
   get_conversations: op(p.pageSchema, 'conversations_data', (r, d) => r.listConversations(d)),
   get_conversation: op(p.conversationIdSchema, 'conversation_data', (r, d) => r.getConversation(d.conversation_id)),
   create_conversation: op(p.conversationCreateSchema, 'conversation_created', (r, d) => r.createConversation(d)),
-  update_conversation: op(p.conversationUpdateSchema, 'conversation_updated', (r, d) => r.updateConversation(d)),
+  update_conversation: op(p.conversationUpdateSchema, 'conversation_updated', (r, d) => r.updateConversation(d), 'conversation'),
   delete_conversation: op(p.conversationIdSchema, 'conversation_deleted', async (r, d) => (await r.deleteConversation(d.conversation_id), { conversation_id: d.conversation_id })),
+
+  get_personas: op(p.emptySchema, 'personas_data', (r) => r.listPersonas()),
+  get_persona: op(p.recordIdSchema, 'persona_data', (r, d) => r.getPersona(d.id)),
+  create_persona: op(p.personaCreateSchema, 'persona_created', (r, d) => r.createPersona(d), 'context'),
+  update_persona: op(p.personaUpdateSchema, 'persona_updated', (r, d) => r.updatePersona(d), 'context'),
+  delete_persona: op(p.recordIdSchema, 'persona_deleted', async (r, d) => (await r.deletePersona(d.id), { id: d.id }), 'context'),
+
+  get_lorebooks: op(p.emptySchema, 'lorebooks_data', (r) => r.listLorebooks()),
+  get_lorebook: op(p.recordIdSchema, 'lorebook_data', (r, d) => r.getLorebook(d.id)),
+  create_lorebook: op(p.lorebookCreateSchema, 'lorebook_created', async (r, d) => (await r.createLorebooks([d]))[0]!, 'context'),
+  update_lorebook: op(p.lorebookUpdateSchema, 'lorebook_updated', (r, d) => r.updateLorebook(d), 'context'),
+  delete_lorebook: op(p.recordIdSchema, 'lorebook_deleted', async (r, d) => (await r.deleteLorebook(d.id), { id: d.id }), 'context'),
 
   get_messages: op(p.messagesPageSchema, 'messages_data', (r, d) => r.listMessages(d)),
   create_message: op(p.messageCreateSchema, 'message_created', (r, d) => r.createMessage(d)),
@@ -66,8 +79,11 @@ export type CrudFailure = {
 };
 export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } | CrudFailure;
 
-/** Change notices for sessions of this process: the active cast after a change, loaded once for all. */
-export const crudChanges = new EventEmitter<{ characters: [active: Character[]] }>();
+/**
+ * Change notices for sessions of this process: every character after a character change (loaded
+ * once for all), and a conversation after an update (a session in it takes its cast and rules).
+ */
+export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: [] }>();
 crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
 export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Promise<CrudResult> {
@@ -76,7 +92,9 @@ export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Pro
   if (!parsed.success) return { ok: false, status: 400, error: `Invalid ${type} request: ${p.describeZodError(parsed.error)}` };
   try {
     const data = await operation.run(repo, parsed.data);
-    if (operation.changes) await announceCast(repo);
+    if (operation.changes === 'characters') await announceCast(repo);
+    if (operation.changes === 'conversation') crudChanges.emit('conversation', data as Conversation);
+    if (operation.changes === 'context') crudChanges.emit('context'); // a persona or lorebook: sessions reread theirs
     return { ok: true, reply: operation.reply, data };
   } catch (error) {
     return failure(type, error);
@@ -94,17 +112,28 @@ export async function runImport(repo: Repo, inputs: readonly CharacterImport[]):
   }
 }
 
-/**
- * Tells the sessions the new active cast, before the reply: a user_message sent right after it
- * already meets the new cast. If the read fails, sessions keep the cast they had; the change
- * itself succeeded and is reported so.
- */
-async function announceCast(repo: Repo): Promise<void> {
-  const active = await repo.listActiveCharacters().catch(() => undefined);
-  if (active) crudChanges.emit('characters', active);
+/** Creates lorebooks from imported files (POST /api/lorebooks/import), all or none. */
+export async function runLorebookImport(repo: Repo, inputs: readonly p.LorebookCreate[]): Promise<CrudResult> {
+  try {
+    const data = await repo.createLorebooks(inputs);
+    crudChanges.emit('context');
+    return { ok: true, reply: 'lorebooks_data', data };
+  } catch (error) {
+    return failure('import_lorebooks', error);
+  }
 }
 
-function failure(type: CrudType | 'import_characters', error: unknown): CrudFailure {
+/**
+ * Tells the sessions the new character records, before the reply: a user_message sent right
+ * after it already meets them. If the read fails, sessions keep the records they had; the
+ * change itself succeeded and is reported so.
+ */
+async function announceCast(repo: Repo): Promise<void> {
+  const all = await repo.listCharacters().catch(() => undefined);
+  if (all) crudChanges.emit('characters', all);
+}
+
+function failure(type: CrudType | 'import_characters' | 'import_lorebooks', error: unknown): CrudFailure {
   if (error instanceof NotFoundError) return { ok: false, status: 404, error: error.message };
   if (error instanceof ConflictError) return { ok: false, status: 409, error: error.message };
   // The driver's message can quote SQL, parameters or a connection string: the client gets an

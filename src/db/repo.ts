@@ -3,7 +3,7 @@
 // code runs on PGlite and PostgreSQL. Unknown ids raise NotFoundError; a reference to
 // something that does not exist (a character's voice) or a duplicate key raises ConflictError.
 import { randomUUID } from 'node:crypto';
-import { asc, desc, eq, or, sql, type AnyColumn, type SQL } from 'drizzle-orm';
+import { asc, desc, eq, inArray, or, sql, type AnyColumn, type SQL } from 'drizzle-orm';
 import type {
   Character,
   CharacterCreate,
@@ -11,15 +11,32 @@ import type {
   Conversation,
   ConversationCreate,
   ConversationUpdate,
+  Lorebook,
+  LorebookCreate,
+  LorebookUpdate,
   Message,
   MessageCreate,
+  Persona,
+  PersonaCreate,
+  PersonaUpdate,
   Voice,
   VoiceCreate,
   VoiceUpdate,
 } from '../protocol.ts';
 import { talkativenessOf } from '../protocol.ts';
 import type { Database, Db } from './client.ts';
-import { characters, conversations, messages, voices } from './schema.ts';
+import { characters, conversations, lorebooks, messages, personas, voices } from './schema.ts';
+import { STARTER_VOICES, starterCharacters } from './starter-cast.ts';
+
+/** Marks a conversation as just changed (the list is newest first); not found when it does not exist. */
+async function touchConversation(tx: Pick<Db, 'update'>, conversationId: string, what: string): Promise<void> {
+  const touched = await tx
+    .update(conversations)
+    .set({ updated_at: now() })
+    .where(eq(conversations.conversation_id, conversationId))
+    .returning({ id: conversations.conversation_id });
+  found(touched, what);
+}
 
 export class NotFoundError extends Error {
   override name = 'NotFoundError';
@@ -31,6 +48,8 @@ export class ConflictError extends Error {
 
 /** A character to create from a card: its fields, and the card's others (kept for export). */
 export type CharacterImport = CharacterCreate & { card?: Record<string, unknown> };
+/** A session's message, stored under the id its stream carried (saveMessage). */
+export type SavedMessage = MessageCreate & { message_id: string; alternatives?: string[] | undefined; alternative_index?: number | undefined };
 
 // Advisory lock keys (arbitrary constants; client.ts uses 7_245_001 for migrations).
 const STARTER_CAST_LOCK = 7_245_002;
@@ -198,10 +217,12 @@ export class Repo {
   /** `id` lets a session store a conversation under the id it already announced. */
   async createConversation(input: ConversationCreate, id: string = randomUUID()): Promise<Conversation> {
     if (!isUuid(id)) throw new ConflictError(`conversation id "${id}" is not a UUID`);
+    await this.checkContext(input);
     const rows = await this.db
       .insert(conversations)
       .values({
         conversation_id: id,
+        ...input,
         title: input.title ?? conversationTitle(undefined, new Date()),
         active_characters: input.active_characters ?? [],
       })
@@ -216,6 +237,7 @@ export class Repo {
     const { conversation_id: id, ...fields } = input;
     const what = `conversation "${id}"`;
     if (!isUuid(id)) throw notFound(what);
+    await this.checkContext(fields);
     const rows = await this.db
       .update(conversations)
       .set({ ...fields, updated_at: now() })
@@ -260,12 +282,7 @@ export class Repo {
     const what = `conversation "${input.conversation_id}"`;
     if (!isUuid(input.conversation_id)) throw notFound(what);
     return this.db.transaction(async (tx) => {
-      const touched = await tx
-        .update(conversations)
-        .set({ updated_at: now() })
-        .where(eq(conversations.conversation_id, input.conversation_id))
-        .returning({ id: conversations.conversation_id });
-      found(touched, what);
+      await touchConversation(tx, input.conversation_id, what);
       const rows = await tx
         .insert(messages)
         .values({
@@ -284,6 +301,41 @@ export class Repo {
     });
   }
 
+  /**
+   * Stores a session's message under its own id (the id its stream carried): inserted the first
+   * time, its text, status and alternatives replaced after (regenerate, continue, edit). A retry
+   * of a write that went through is harmless. An id taken in another conversation is refused.
+   */
+  async saveMessage(input: SavedMessage): Promise<Message> {
+    const what = `conversation "${input.conversation_id}"`;
+    if (!isUuid(input.conversation_id) || !isUuid(input.message_id)) throw notFound(what);
+    const status = input.status ?? (input.interrupted ? 'interrupted' : 'complete');
+    const changes = {
+      content: input.content,
+      interrupted: status === 'interrupted',
+      status,
+      alternatives: input.alternatives ?? [],
+      alternative_index: input.alternative_index ?? 0,
+    };
+    return this.db.transaction(async (tx) => {
+      await touchConversation(tx, input.conversation_id, what);
+      const rows = await tx
+        .insert(messages)
+        .values({
+          message_id: input.message_id,
+          conversation_id: input.conversation_id,
+          role: input.role,
+          name: input.name ?? null,
+          character_id: existingCharacterId(input.character_id),
+          ...changes,
+        })
+        .onConflictDoUpdate({ target: messages.message_id, set: { ...changes, updated_at: now() }, where: eq(messages.conversation_id, input.conversation_id) })
+        .returning();
+      if (rows.length === 0) throw new ConflictError(`message "${input.message_id}" belongs to another conversation`);
+      return toMessage(single(rows));
+    });
+  }
+
   async deleteMessage(id: string): Promise<void> {
     const what = `message "${id}"`;
     if (!isUuid(id)) throw notFound(what);
@@ -291,12 +343,119 @@ export class Repo {
     found(rows, what);
   }
 
+  /** A conversation's persona and lorebooks must exist (ConflictError, 409, naming the missing one). */
+  async checkContext(fields: { persona_id?: string | null | undefined; lorebook_ids?: string[] | undefined }): Promise<void> {
+    if (fields.persona_id) await this.getPersona(fields.persona_id).catch(asConflict);
+    for (const id of fields.lorebook_ids ?? []) await this.getLorebook(id).catch(asConflict);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Personas
+
+  /** The default first, then by name. */
+  async listPersonas(): Promise<Persona[]> {
+    const rows = await this.db.select().from(personas).orderBy(desc(personas.is_default), asc(sql`lower(${personas.name})`), asc(personas.id));
+    return rows.map(toRecord);
+  }
+
+  async getPersona(id: string): Promise<Persona> {
+    const what = `persona "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    return toRecord(found(await this.db.select().from(personas).where(eq(personas.id, id)), what));
+  }
+
+  /** The default persona, if one is marked so. */
+  async defaultPersona(): Promise<Persona | undefined> {
+    const [row] = await this.db.select().from(personas).where(eq(personas.is_default, true));
+    return row && toRecord(row);
+  }
+
+  /** A new default takes the mark from the old one, in the same transaction. */
+  async createPersona(input: PersonaCreate): Promise<Persona> {
+    return this.db.transaction(async (tx) => {
+      if (input.is_default) await tx.update(personas).set({ is_default: false, updated_at: now() }).where(eq(personas.is_default, true));
+      const rows = await tx.insert(personas).values({ id: randomUUID(), ...input }).returning();
+      return toRecord(single(rows));
+    });
+  }
+
+  async updatePersona(input: PersonaUpdate): Promise<Persona> {
+    const { id, ...fields } = input;
+    const what = `persona "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    return this.db.transaction(async (tx) => {
+      if (fields.is_default) await tx.update(personas).set({ is_default: false, updated_at: now() }).where(sql`${personas.is_default} and ${personas.id} <> ${id}`);
+      const rows = await tx.update(personas).set({ ...fields, updated_at: now() }).where(eq(personas.id, id)).returning();
+      return toRecord(found(rows, what));
+    });
+  }
+
+  /** Conversations that chose it fall back to the default persona (foreign key ON DELETE SET NULL). */
+  async deletePersona(id: string): Promise<void> {
+    const what = `persona "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    found(await this.db.delete(personas).where(eq(personas.id, id)).returning({ id: personas.id }), what);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Lorebooks
+
+  async listLorebooks(): Promise<Lorebook[]> {
+    const rows = await this.db.select().from(lorebooks).orderBy(asc(sql`lower(${lorebooks.name})`), asc(lorebooks.id));
+    return rows.map(toRecord);
+  }
+
+  async getLorebook(id: string): Promise<Lorebook> {
+    const what = `lorebook "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    return toRecord(found(await this.db.select().from(lorebooks).where(eq(lorebooks.id, id)), what));
+  }
+
+  /** The lorebooks of these ids that exist, in the order given. */
+  async lorebooksByIds(ids: readonly string[]): Promise<Lorebook[]> {
+    const valid = ids.filter(isUuid);
+    if (valid.length === 0) return [];
+    const rows = await this.db.select().from(lorebooks).where(inArray(lorebooks.id, valid));
+    const byId = new Map(rows.map((r) => [r.id, toRecord(r)]));
+    return valid.flatMap((id) => byId.get(id) ?? []);
+  }
+
+  /** Creates all the lorebooks or, if one fails, none. */
+  async createLorebooks(inputs: readonly LorebookCreate[]): Promise<Lorebook[]> {
+    return this.db.transaction(async (tx) => {
+      const created: Lorebook[] = [];
+      for (const input of inputs) created.push(toRecord(single(await tx.insert(lorebooks).values({ id: randomUUID(), ...input }).returning())));
+      return created;
+    });
+  }
+
+  async updateLorebook(input: LorebookUpdate): Promise<Lorebook> {
+    const { id, ...fields } = input;
+    const what = `lorebook "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    const rows = await this.db.update(lorebooks).set({ ...fields, updated_at: now() }).where(eq(lorebooks.id, id)).returning();
+    return toRecord(found(rows, what));
+  }
+
+  /** Also detaches it from every conversation it was attached to (jsonb `-` removes the id). */
+  async deleteLorebook(id: string): Promise<void> {
+    const what = `lorebook "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    await this.db.transaction(async (tx) => {
+      found(await tx.delete(lorebooks).where(eq(lorebooks.id, id)).returning({ id: lorebooks.id }), what);
+      await tx
+        .update(conversations)
+        .set({ lorebook_ids: sql`${conversations.lorebook_ids} - ${id}::text` })
+        .where(sql`${conversations.lorebook_ids} ? ${id}::text`);
+    });
+  }
+
   // ---------------------------------------------------------------------------------------
   // Starter cast
 
   /**
-   * Seeds three voices and three characters when there are neither, so a fresh install has
-   * someone to talk to. Returns whether it seeded. The lock keeps two processes starting at
+   * Seeds three voices and three characters (imported from the card files in seed-cards/,
+   * starter-cast.ts) when there are neither, so a fresh install has someone to talk to. Returns whether it seeded. The lock keeps two processes starting at
    * once from both seeding.
    */
   async ensureStarterCast(): Promise<boolean> {
@@ -305,7 +464,7 @@ export class Repo {
       const empty = (await isEmpty(tx, characters)) && (await isEmpty(tx, voices));
       if (!empty) return false;
       await tx.insert(voices).values(STARTER_VOICES);
-      for (const character of STARTER_CHARACTERS) await insertCharacter(tx, character);
+      for (const character of starterCharacters()) await insertCharacter(tx, character);
       return true;
     });
   }
@@ -399,6 +558,11 @@ function toCharacter(row: CharacterRow): Character {
   return { ...record, ...timestamps(row) };
 }
 const toVoice = (row: VoiceRow): Voice => ({ ...row, ...timestamps(row) });
+/** Personas and lorebooks: the row with its timestamps as text. */
+const toRecord = <R extends { created_at: Date; updated_at: Date }>(row: R): Omit<R, 'created_at' | 'updated_at'> & { created_at: string; updated_at: string } => ({ ...row, ...timestamps(row) });
+const asConflict = (error: unknown): never => {
+  throw error instanceof NotFoundError ? new ConflictError(error.message.replace(/ not found$/, ' does not exist')) : error;
+};
 const toConversation = (row: ConversationRow): Conversation => ({ ...row, ...timestamps(row) });
 
 function toMessage(row: MessageRow): Message {
@@ -437,70 +601,3 @@ async function isEmpty(tx: Db, table: typeof characters | typeof voices): Promis
   const rows = await tx.select({ one: sql`1` }).from(table).limit(1);
   return rows.length === 0;
 }
-
-// -----------------------------------------------------------------------------------------
-// The starter cast: three espeak-ng voices (voice+variant ids; plain `en-gb` does not load,
-// `en-gb-x-rp` does) and three characters, one per voice.
-
-const STARTER_VOICES: VoiceCreate[] = [
-  {
-    voice: 'mira-warm',
-    method: 'preset',
-    speaker_desc: 'Warm, bright American woman; unhurried and friendly.',
-    engine: 'espeak',
-    engine_voice: 'en-us+f3',
-    speed: 1,
-    pitch: 1.15,
-  },
-  {
-    voice: 'harlan-dry',
-    method: 'preset',
-    speaker_desc: 'Low, measured British man; dry and deliberate.',
-    engine: 'espeak',
-    engine_voice: 'en-gb-x-rp+m3',
-    speed: 0.9,
-    pitch: 0.8,
-  },
-  {
-    voice: 'pip-quick',
-    method: 'preset',
-    speaker_desc: 'Quick, high-spirited American voice; words tumble out.',
-    engine: 'espeak',
-    engine_voice: 'en-us+m7',
-    speed: 1.15,
-    pitch: 1.3,
-  },
-];
-
-const STARTER_CHARACTERS: CharacterCreate[] = [
-  {
-    name: 'Mira Vance',
-    voice: 'mira-warm',
-    is_active: true,
-    system_prompt:
-      'You are Mira Vance, navigator of the long-haul survey ship Meridian, warm and endlessly curious. ' +
-      'You see every conversation as a new star chart and ask the questions that help people find their bearings. ' +
-      'You speak plainly and kindly, with the occasional image borrowed from the sea or the stars. ' +
-      'Keep your replies short and conversational, as if talking over the hum of the bridge.',
-  },
-  {
-    name: 'Harlan Graves',
-    voice: 'harlan-dry',
-    is_active: true,
-    system_prompt:
-      'You are Harlan Graves, a retired police detective with thirty years on the job and a bone-dry wit. ' +
-      'You notice the small details others miss and cannot resist pointing out what does not add up. ' +
-      'Your humour is understated and your sympathy is real, even when you hide it behind a wry remark. ' +
-      'Answer in a few unhurried sentences, never more than the case requires.',
-  },
-  {
-    name: 'Pip Sprocket',
-    voice: 'pip-quick',
-    is_active: true,
-    system_prompt:
-      'You are Pip Sprocket, an excitable inventor whose workshop is full of half-finished contraptions. ' +
-      'Every problem looks to you like the start of a marvellous machine, and you cannot help sketching one out loud. ' +
-      'You are generous with enthusiasm and quick to admit when an idea might explode. ' +
-      'Keep replies brief and bubbly, bursting with one bright idea at a time.',
-  },
-];

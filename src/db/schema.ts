@@ -2,8 +2,8 @@
 // (`npm run db:generate`). Column names are the wire's snake_case names, so a row maps onto
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, check, doublePrecision, index, jsonb, pgTable, real, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { type CharacterBook, messageStatuses, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, messageStatuses, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -67,16 +67,54 @@ export const characters = pgTable(
   (t) => [index('characters_voice_idx').on(t.voice)],
 );
 
+/** Who the user speaks as: `{{user}}` is the name, the description goes into the prompt. */
+export const personas = pgTable(
+  'personas',
+  {
+    id: uuid().primaryKey(),
+    name: text().notNull(),
+    description: text().notNull().default(''),
+    image_url: text(),
+    /** The persona of a conversation that names none; at most one is. */
+    is_default: boolean().notNull().default(false),
+    ...timestamps,
+  },
+  (t) => [uniqueIndex('personas_one_default_idx').on(t.is_default).where(sql`${t.is_default}`)],
+);
+
+/** Standalone lorebooks (world info), attached to conversations; `book` is character_book-shaped. */
+export const lorebooks = pgTable('lorebooks', {
+  id: uuid().primaryKey(),
+  name: text().notNull(),
+  description: text().notNull().default(''),
+  book: jsonb().$type<CharacterBook>().notNull(),
+  ...timestamps,
+});
+
 export const conversations = pgTable(
   'conversations',
   {
     conversation_id: uuid().primaryKey(),
     title: text().notNull(),
     active_characters: jsonb().$type<string[]>().notNull().default([]),
+    reply_strategy: text({ enum: replyStrategies }).notNull().default('natural'),
+    allow_self_responses: boolean().notNull().default(false),
+    muted: jsonb().$type<string[]>().notNull().default([]),
+    auto_mode: boolean().notNull().default(false),
+    auto_mode_delay_ms: integer().notNull().default(DEFAULT_AUTO_MODE_DELAY_MS),
+    /** Who the user speaks as here; null: the default persona. */
+    persona_id: uuid().references(() => personas.id, { onDelete: 'set null' }),
+    /** Standalone lorebooks whose entries join the characters' own (ids; a deleted one is removed). */
+    lorebook_ids: jsonb().$type<string[]>().notNull().default([]),
     ...timestamps,
   },
-  // Newest first is a backward scan of this index.
-  (t) => [index('conversations_recent_idx').on(t.updated_at, t.created_at, t.conversation_id)],
+  (t) => [
+    // Newest first is a backward scan of this index.
+    index('conversations_recent_idx').on(t.updated_at, t.created_at, t.conversation_id),
+    // Deleting a persona sets its conversations' persona_id to null: the index spares a full scan.
+    index('conversations_persona_idx').on(t.persona_id),
+    check('conversations_reply_strategy_check', sql`${t.reply_strategy} in (${oneOf(replyStrategies)})`),
+  ],
 );
 
 export const messages = pgTable(
@@ -94,6 +132,8 @@ export const messages = pgTable(
     character_id: text().references(() => characters.id, { onDelete: 'set null', onUpdate: 'cascade' }),
     interrupted: boolean().notNull().default(false),
     status: text({ enum: messageStatuses }).notNull().default('complete'),
+    alternatives: jsonb().$type<string[]>().notNull().default([]),
+    alternative_index: integer().notNull().default(0),
     ...timestamps,
   },
   (t) => [
@@ -104,5 +144,5 @@ export const messages = pgTable(
   ],
 );
 
-export const schema = { voices, characters, conversations, messages };
+export const schema = { voices, characters, personas, lorebooks, conversations, messages };
 export type Schema = typeof schema;

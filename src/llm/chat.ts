@@ -4,7 +4,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { Config } from '../config.ts';
-import type { Character, Message, ModelSettings } from '../protocol.ts';
+import type { Character, Message, MessageStatus, ModelSettings } from '../protocol.ts';
 import { metrics } from '../metrics.ts';
 import { buildPrompt, estimateTokens } from './prompt.ts';
 import { ReplyCleaner } from './reply-cleaner.ts';
@@ -15,6 +15,12 @@ export interface HistoryEntry {
   name: string;
   content: string;
   character_id: string | null;
+  /** The stored message's id (message operations find the entry by it). */
+  message_id?: string;
+  status?: MessageStatus;
+  /** Every version of a regenerated reply (swipes); `content` is the one at alternative_index. [] = just content. */
+  alternatives?: string[];
+  alternative_index?: number;
 }
 
 export class LlmError extends Error {
@@ -84,6 +90,10 @@ const MAX_STOPS = 4;
 export class ChatLLM {
   history: HistoryEntry[] = [];
   settings: ModelSettings;
+  /** The user's persona description (its name is `userName`); '' for none. */
+  persona = '';
+  /** The conversation's attached lorebooks (character_book-shaped), used with each character's own. */
+  lorebooks: readonly unknown[] = [];
 
   constructor(
     private readonly llm: Llm,
@@ -96,7 +106,16 @@ export class ChatLLM {
   loadHistory(messages: readonly Message[]): void {
     this.history = messages
       .filter((m): m is Message & { role: 'user' | 'assistant' } => m.role !== 'system')
-      .map((m) => ({ role: m.role, name: m.name ?? (m.role === 'user' ? this.userName : 'Character'), content: m.content, character_id: m.character_id }));
+      .map((m) => ({
+        role: m.role,
+        name: m.name ?? (m.role === 'user' ? this.userName : 'Character'),
+        content: m.content,
+        character_id: m.character_id,
+        message_id: m.message_id,
+        status: m.status,
+        alternatives: m.alternatives ?? [],
+        alternative_index: m.alternative_index ?? 0,
+      }));
   }
 
   /**
@@ -105,7 +124,7 @@ export class ChatLLM {
    * budget pays for the whole fixed prompt first.
    */
   buildMessages(character: Character, cast: readonly Character[]): ChatCompletionMessageParam[] {
-    const prompt = buildPrompt({ character, cast, userName: this.userName, history: this.history.map((h) => h.content) });
+    const prompt = buildPrompt({ character, cast, userName: this.userName, persona: this.persona, lorebooks: this.lorebooks, history: this.history.map((h) => h.content) });
     const system: ChatCompletionMessageParam = { role: 'system', content: prompt.system };
     const after: ChatCompletionMessageParam[] = prompt.postHistory === '' ? [] : [{ role: 'system', content: prompt.postHistory }];
     let budget = [system, ...after].reduce((left, m) => left - estimateTokens(m.content as string), this.llm.historyTokenBudget);

@@ -5,6 +5,8 @@
 // otherwise (`case_sensitive`, `extensions.match_whole_words`); a key written `/pattern/flags`
 // is a regular expression. Active entries are kept highest priority first (`priority`, then
 // `insertion_order`) until `token_budget` is spent, then placed by `insertion_order`, lowest first.
+// Several books (a character's and a conversation's attached lorebooks) are each scanned and
+// budgeted by their own settings, and their kept entries placed together by `insertion_order`.
 // Not supported: recursive scanning, probability, groups, timed effects (SillyTavern extensions).
 import { isJsonObject as isObject } from '../util/json.ts';
 
@@ -18,6 +20,8 @@ export interface ActiveLore {
 }
 
 interface Entry {
+  /** Which of the books it is from (ties in insertion_order keep the books' order). */
+  book: number;
   index: number;
   keys: string[];
   secondary: string[];
@@ -55,12 +59,13 @@ const positionOf = (entry: Json, extensions: Json): LorePosition => {
   return POSITIONS.get(stated) ?? 'after_char';
 };
 
-function readEntry(raw: unknown, index: number): Entry | undefined {
+function readEntry(raw: unknown, index: number, book: number): Entry | undefined {
   if (!isObject(raw)) return undefined;
   const content = own(raw, 'content');
   if (typeof content !== 'string' || content.trim() === '') return undefined;
   const extensions = isObject(own(raw, 'extensions')) ? (own(raw, 'extensions') as Json) : {};
   return {
+    book,
     index,
     keys: strings(own(raw, 'keys')),
     secondary: strings(own(raw, 'secondary_keys')),
@@ -122,7 +127,7 @@ function triggered(entry: Entry, text: string): boolean {
 // Selection
 
 const byPriority = (a: Entry, b: Entry) => b.priority - a.priority || b.order - a.order || a.index - b.index;
-const byInsertion = (a: Entry, b: Entry) => a.order - b.order || a.index - b.index;
+const byInsertion = (a: Entry, b: Entry) => a.order - b.order || a.book - b.book || a.index - b.index;
 
 /** Highest priority first, as long as the budget lasts; the first entry that does not fit ends it. */
 function withinBudget(entries: Entry[], budget: number, cost: (entry: Entry) => number): Entry[] {
@@ -137,21 +142,30 @@ function withinBudget(entries: Entry[], budget: number, cost: (entry: Entry) => 
 }
 
 /**
- * The entries of `book` active for a reply, by position, their content passed through
- * `expand` (macros) and costed with `estimate`. `recent` is the history, oldest first.
+ * The entries of `books` (one lorebook, or a list of them) active for a reply, by position, their
+ * content passed through `expand` (macros) and costed with `estimate`. `recent` is the history,
+ * oldest first.
  */
-export function activeLore(book: unknown, recent: readonly string[], estimate: (text: string) => number, expand: (text: string) => string = (t) => t): ActiveLore {
+export function activeLore(books: unknown, recent: readonly string[], estimate: (text: string) => number, expand: (text: string) => string = (t) => t): ActiveLore {
   const lore: ActiveLore = { before_char: [], after_char: [] };
-  if (!isObject(book) || !Array.isArray(own(book, 'entries'))) return lore;
-  const depth = Math.max(0, Math.floor(finite(own(book, 'scan_depth'), DEFAULT_SCAN_DEPTH)));
-  const budget = finite(own(book, 'token_budget'), DEFAULT_TOKEN_BUDGET);
-  const text = depth === 0 ? '' : recent.slice(-depth).join('\n');
-  const entries = (own(book, 'entries') as unknown[]).map(readEntry).filter((e): e is Entry => e !== undefined && triggered(e, text));
-  const contents = new Map(entries.map((e) => [e, expand(e.content).trim()]));
+  const contents = new Map<Entry, string>();
   const cost = (e: Entry) => estimate(contents.get(e) ?? '');
-  for (const entry of withinBudget(entries, budget, cost).sort(byInsertion)) {
+  const kept = (Array.isArray(books) ? books : [books]).flatMap((book, i) => {
+    const entries = triggeredEntries(book, i, recent);
+    for (const e of entries) contents.set(e, expand(e.content).trim());
+    return withinBudget(entries, finite(isObject(book) ? own(book, 'token_budget') : undefined, DEFAULT_TOKEN_BUDGET), cost);
+  });
+  for (const entry of kept.sort(byInsertion)) {
     const content = contents.get(entry) ?? '';
     if (content !== '') lore[entry.position].push(content);
   }
   return lore;
+}
+
+/** A book's entries whose keys are in its last `scan_depth` messages (or that are constant). */
+function triggeredEntries(book: unknown, bookIndex: number, recent: readonly string[]): Entry[] {
+  if (!isObject(book) || !Array.isArray(own(book, 'entries'))) return [];
+  const depth = Math.max(0, Math.floor(finite(own(book, 'scan_depth'), DEFAULT_SCAN_DEPTH)));
+  const text = depth === 0 ? '' : recent.slice(-depth).join('\n');
+  return (own(book, 'entries') as unknown[]).map((raw, i) => readEntry(raw, i, bookIndex)).filter((e): e is Entry => e !== undefined && triggered(e, text));
 }

@@ -7,8 +7,10 @@
 //   3. description, 4. personality, 5. scenario
 //   6. example dialogue: `mes_example` split at `<START>`, one block each
 //   7. lore entries placed `after_char`
+//   8. the user's persona description (SillyTavern's story string ends with it, too)
 //   — these are one system message, sections apart by a blank line; then the history —
-//   8. `post_history_instructions`, a system message after the history
+//   9. `post_history_instructions`, a system message after the history
+// Lore comes from the character's `character_book` and the conversation's attached lorebooks.
 // Macros are expanded in every section; empty sections are left out entirely.
 import type { Character } from '../protocol.ts';
 import { activeLore } from './lorebook.ts';
@@ -23,14 +25,18 @@ export interface PromptInput {
   userName: string;
   /** The conversation's message texts, oldest first (the lorebook scans the newest). */
   history: readonly string[];
+  /** The persona's description ('' for none); `userName` is its name. */
+  persona?: string;
+  /** The conversation's attached lorebooks (character_book-shaped), after the character's own. */
+  lorebooks?: readonly unknown[];
   now?: Date;
   random?: () => number;
 }
 
 export interface Prompt {
-  /** Sections 1–7, the first message. */
+  /** Sections 1–8, the first message. */
   system: string;
-  /** Section 8, after the history; '' when the character has none. */
+  /** Section 9, after the history; '' when the character has none. */
   postHistory: string;
 }
 
@@ -73,7 +79,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   const original = defaultInstruction(character, input.cast, input.userName);
   const ctx: MacroContext = { char: character.name, user: input.userName, original, now: input.now ?? new Date(), random: input.random ?? Math.random };
   const expand = (text: string) => expandMacros(text, ctx);
-  const lore = activeLore(character.character_book, input.history, estimateTokens, expand);
+  const lore = activeLore([character.character_book, ...(input.lorebooks ?? [])], input.history, estimateTokens, expand);
   const definition = DEFINITION.map(([field, frame]) => {
     const text = expand(character[field]).trim();
     return text === '' ? '' : frame(text, character.name);
@@ -84,6 +90,7 @@ export function buildPrompt(input: PromptInput): Prompt {
     ...definition,
     ...exampleBlocks(character.mes_example, expand),
     lore.after_char.join('\n'),
+    expand(input.persona ?? ''),
   ];
   // Chorus has no post-history instruction of its own for `{{original}}` to stand for.
   const postHistory = expandMacros(character.post_history_instructions, { ...ctx, original: '' }).trim();

@@ -1,8 +1,9 @@
 // Per-connection rate limits: token buckets for turns (user_message) and for every other
 // request (CRUD, settings, history, previews). A client may burst up to the limit, then gets
 // one request back every window/limit ms. Over the limit a request is answered `rate_limited`
-// with the wait, and the connection stays usable. ping, interrupt and the listening switches
-// are never limited: they are cheap, and an interrupt must always work.
+// with the wait, and the connection stays usable. ping, interrupt (with the playback_position
+// before it) and the listening switches are never limited: they are cheap, and an interrupt
+// must always work. regenerate and continue start an LLM reply, so they count as turns.
 
 export interface RateLimits {
   windowMs: number;
@@ -46,7 +47,9 @@ export class TokenBucket {
   }
 }
 
-const UNLIMITED = new Set(['ping', 'interrupt', 'start_listening', 'stop_listening']);
+const UNLIMITED = new Set(['ping', 'interrupt', 'start_listening', 'stop_listening', 'playback_position']);
+/** Requests that start a turn (an LLM reply). */
+const TURN_TYPES = new Set(['user_message', 'trigger_character', 'regenerate', 'continue']);
 
 export class RequestLimiter {
   private readonly turns: TokenBucket;
@@ -60,7 +63,7 @@ export class RequestLimiter {
   /** Takes a token for a request of `type`: undefined when it may run, else why not and how long to wait. */
   check(type: string): Limited | undefined {
     if (UNLIMITED.has(type)) return undefined;
-    const turn = type === 'user_message';
+    const turn = TURN_TYPES.has(type);
     const retryAfterMs = (turn ? this.turns : this.requests).take();
     if (retryAfterMs === 0) return undefined;
     const { windowMs } = this.limits;

@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws';
 import type { z } from 'zod';
 import { crudChanges, isCrudType, runCrud } from '../db/handlers.ts';
 import type { Repo } from '../db/repo.ts';
-import { NotFoundError } from '../db/repo.ts';
+import { ConflictError, NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
 import { metrics } from '../metrics.ts';
 import * as p from '../protocol.ts';
@@ -22,13 +22,16 @@ import { AsyncQueue } from '../util/async-queue.ts';
 import { JsonInputError, parseJson } from '../util/json.ts';
 import type { Config } from '../config.ts';
 import type { TtsEngine } from '../speech/engine.ts';
-import { Speech } from '../speech/speech.ts';
 import type { VoiceResolver } from '../speech/voices.ts';
-import { AudioStreamer } from './audio-streamer.ts';
 import { ConversationLog } from './conversation-log.ts';
 import type { MessageSpool } from './message-spool.ts';
-import type { AudioItem, SentenceItem } from './items.ts';
+import { MessageOps, type PlanReplies } from './message-ops.ts';
+import { Playout } from './playout.ts';
 import { type Limited, type RateLimits, RequestLimiter } from './rate-limiter.ts';
+import { AutoMode } from './auto-mode.ts';
+import { ConversationCast } from './cast.ts';
+import { ConversationContext } from './conversation-context.ts';
+import { greetingPlans } from './greetings.ts';
 import { ConversationTurn } from './turn.ts';
 import { SocketWriter } from './writer.ts';
 
@@ -38,10 +41,14 @@ export interface SessionDeps {
   userName: string;
   maxMessageBytes: number;
   /** Speech output; absent when TTS_ENGINE=none (text only). */
-  tts: { engine: TtsEngine; voices: VoiceResolver; audioLeadMs: number } | undefined;
+  tts: { engine: TtsEngine; voices: VoiceResolver; audioLeadMs: number; lookahead?: number } | undefined;
+  /** Whether the session's first (new) conversation opens with greetings; `/ws?greetings=off` says no. */
+  greetOnStart?: boolean;
   /** Speech input; absent when STT_ENGINE=none. */
   stt: { engine: SttEngine; vad: VadModel; config: Config['stt'] } | undefined;
   logger: Logger;
+  /** REPLY_SEED: every conversation's PRNG (who speaks up unaddressed) starts from it; absent: random. */
+  replySeed?: number | undefined;
   /** Per-connection request limits (RATE_LIMIT_*). */
   rateLimits: RateLimits;
   /** DATA_DIR's dead-letter file for messages the database refuses; absent: the error log only. */
@@ -66,6 +73,12 @@ const handler = <S extends z.ZodType>(schema: S, run: Handler<S>['run'], ordered
 const handlers = new Map<string, Handler<z.ZodType>>(Object.entries({
   ping: handler(p.emptySchema, (r, _d, req) => r.send({ type: 'pong', ...echo(req) }), false),
   interrupt: handler(p.emptySchema, (r) => r.interrupt(), false),
+  // Immediate like interrupt, which it comes just before.
+  playback_position: handler(p.playbackPositionSchema, (r, d: { message_id: string; played_ms: number }) => void r.playout.reportPosition(d.message_id, d.played_ms), false),
+  regenerate: handler(p.regenerateSchema, (r, d: { message_id?: string }, req) => r.ops.regenerate(d.message_id, req)),
+  select_alternative: handler(p.selectAlternativeSchema, (r, d: { message_id: string; index: number }, req) => r.ops.selectAlternative(d.message_id, d.index, req)),
+  continue: handler(p.continueSchema, (r, d: { message_id: string }, req) => r.ops.continueMessage(d.message_id, req)),
+  edit_message: handler(p.editMessageSchema, (r, d: { message_id: string; content: string }, req) => r.ops.edit(d.message_id, d.content, req)),
   user_message: handler(p.userMessageSchema, (r, d: { text: string }, req) => r.queueTurn(d.text, req)),
   model_settings: handler(p.modelSettingsPatchSchema, (r, d: Partial<p.ModelSettings>, req) => r.updateModelSettings(d, req)),
   session_settings: handler(p.sessionSettingsSchema, (r, d: { user_name: string }, req) => r.updateSessionSettings(d.user_name, req)),
@@ -73,11 +86,16 @@ const handlers = new Map<string, Handler<z.ZodType>>(Object.entries({
   load_conversation: handler(p.loadConversationSchema, (r, d: { conversation_id: string }, req) => r.loadConversation(d.conversation_id, req)),
   refresh_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
   refresh_active_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
+  trigger_character: handler(p.triggerCharacterSchema, (r, d: { character_id: string }, req) => r.triggerCharacter(d.character_id, req)),
   preview_voice: handler(p.previewVoiceSchema, (r, d: { voice: string; text?: string }, req) => r.previewVoice(d.voice, d.text, req)),
   // Immediate, like the binary audio frames they switch on and off, so frames keep their order relative to them.
   start_listening: handler(p.emptySchema, (r, _d, req) => r.listen(true, req), false),
   stop_listening: handler(p.emptySchema, (r, _d, req) => r.listen(false, req), false),
 }));
+
+/** An update_conversation of this session's conversation that sets its persona. */
+const choosesPersona = (data: unknown, conversationId: string) =>
+  typeof data === 'object' && data !== null && Object.hasOwn(data, 'persona_id') && (data as { conversation_id?: unknown }).conversation_id === conversationId;
 
 const echo = (req: Request) => (req.request_id === undefined ? {} : { request_id: req.request_id });
 
@@ -101,30 +119,44 @@ function requestOf(json: unknown): Request | undefined {
 
 export class WebSocketRouter {
   readonly writer: SocketWriter;
-  readonly sentences = new AsyncQueue<SentenceItem>();
-  private readonly audio = new AsyncQueue<AudioItem>();
-  private readonly speech: Speech | undefined;
-  private readonly streamer: AudioStreamer | undefined;
+  /** The speech side: queues, speech worker, streamer, generation, the record of what was played. */
+  readonly playout: Playout;
+  readonly ops: MessageOps;
   private readonly transcribe: Transcribe | undefined;
   private readonly chat: ChatLLM;
   private readonly conversation: ConversationLog;
-  private readonly turns = new AsyncQueue<{ text: string; receivedAt: bigint }>();
+  /** Turns to run: a user message, or the replies of a message operation (regenerate, continue). */
+  private readonly turns = new AsyncQueue<{ text: string | undefined; receivedAt: bigint; plans?: PlanReplies; auto?: true }>();
   /** When the user message of the running turn arrived, until its first audio frame is sent. */
   private firstAudioFrom: bigint | undefined;
   /** When the last utterance ended, until its final transcript. */
   private utteranceEndedAt: bigint | undefined;
   private readonly logger: Logger;
-  private cast: Character[] = [];
-  private generation = 0;
-  /** Turns (and voice previews) started so far: each has its own count of speech failures. */
-  private turnCount = 0;
+  /** The conversation's cast and its rules for who speaks (src/session/cast.ts). */
+  private readonly castState: ConversationCast;
+  private readonly autoMode: AutoMode;
+  /** The conversation this session's own update_conversation is changing (no echo of it). */
+  private updating: string | undefined;
   private current: { controller: AbortController; done: Promise<void> } | undefined;
+  /** Replies whose text has streamed, waiting for their playback to end or be cut to commit. */
+  private readonly commits = new Set<Promise<void>>();
   private ordered: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
   private readonly limiter: RequestLimiter;
-  private readonly takeCast = (active: Character[]) => {
-    this.cast = active;
+  /** Who the user speaks as and the attached lorebooks (src/session/conversation-context.ts). */
+  private readonly context: ConversationContext;
+  private readonly contextChanged = () => this.context.invalidate();
+  private readonly takeCharacters = (all: Character[]) => this.castChange(() => this.castState.takeCharacters(all));
+  private readonly takeConversation = (conversation: p.Conversation) => {
+    if (conversation.conversation_id !== this.conversation.id) return;
+    this.castChange(() => this.castState.adopt(conversation, { reseed: false }));
+    if (this.updating !== conversation.conversation_id) this.send({ type: 'conversation_updated', data: conversation });
   };
+
+  /** The cast members: the characters of this conversation's cast that exist, in cast order. */
+  private get cast(): Character[] {
+    return this.castState.members;
+  }
 
   constructor(
     ws: WebSocket,
@@ -136,28 +168,44 @@ export class WebSocketRouter {
     metrics.sessionOpened(); // paired with close(), which runs whenever the socket closes
     this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
     this.chat = new ChatLLM(deps.llm, deps.userName);
+    this.context = new ConversationContext({ repo: deps.repo, chat: this.chat, fallbackName: deps.userName, logger: this.logger });
+    this.castState = new ConversationCast(deps.replySeed);
+    this.autoMode = new AutoMode({
+      settings: () => this.castState.settings,
+      idle: () => this.idle(),
+      speak: () => this.inOrder(() => this.queueAutoTurn()),
+    });
     this.conversation = new ConversationLog({
       repo: deps.repo,
       conversationId: randomUUID(),
-      activeCharacters: () => this.cast.map((c) => c.id),
+      activeCharacters: () => this.castState.settings.active_characters,
+      settings: () => this.castState.creation(),
+      onStored: () => this.castState.fix(),
       report: (message) => this.error('storage_error', message),
       spool: deps.spool,
       logger: this.logger,
     });
-    if (deps.tts) {
-      const generation = () => this.generation;
-      const error = (code: ErrorCode, message: string) => this.error(code, message);
-      const speech = new Speech({ ...deps.tts, sentences: this.sentences, audio: this.audio, generation, error, logger: this.logger });
-      this.speech = speech;
-      this.streamer = new AudioStreamer({
-        audio: this.audio,
-        writer: this.writer,
-        generation,
-        released: (n) => speech.released(n),
-        onFirstFrame: () => this.firstAudioSent(),
-        leadMs: deps.tts.audioLeadMs,
-      });
-    }
+    this.playout = new Playout({
+      writer: this.writer,
+      tts: deps.tts,
+      error: (code: ErrorCode, message: string) => this.error(code, message),
+      logger: this.logger,
+      onFirstFrame: () => this.firstAudioSent(),
+    });
+    this.ops = new MessageOps({
+      chat: this.chat,
+      log: this.conversation,
+      repo: deps.repo,
+      cast: () => this.cast,
+      responders: (history) => this.castState.responders(history),
+      send: (m) => this.send(m),
+      error: (code, message, req) => this.error(code, message, req),
+      speaking: () => this.speaking(),
+      stopSpeaking: () => this.stopSpeaking(),
+      settled: () => this.settled(),
+      queueReplies: (plans) => this.queueReplies(plans),
+      crud: (type, data, req) => this.crud(type, data, req),
+    });
     if (deps.stt) this.transcribe = this.createTranscribe(deps.stt);
   }
 
@@ -180,22 +228,31 @@ export class WebSocketRouter {
           this.inOrder(() => this.queueTurn(text, { type: 'stt_final' }));
         },
         speechStart: () => {
-          if (stt.config.bargeIn && this.speaking()) void this.interrupt();
+          this.autoMode.pause(); // the user has the floor: no character starts talking over them
+          if (stt.config.bargeIn && this.speaking()) void this.interrupt().catch((e) => this.fail(e));
         },
         error: (code, message) => this.error(code, message),
       },
     });
   }
 
+  /** Where auto-mode stands (for tests and diagnostics). */
+  get autoModeState(): AutoMode['state'] {
+    return this.autoMode.state;
+  }
+
   /** A character is replying, or its audio is still being made, sent or played. */
   private speaking(): boolean {
-    return this.current !== undefined || this.sentences.size > 0 || this.audio.size > 0 || (this.speech?.busy ?? false) || (this.streamer?.playing ?? false);
+    return this.current !== undefined || this.playout.speaking();
   }
 
   /** Sends the session greeting and starts the turn loop. */
   async start(): Promise<void> {
     await this.loadCast();
-    crudChanges.on('characters', this.takeCast);
+    crudChanges.on('characters', this.takeCharacters);
+    crudChanges.on('conversation', this.takeConversation);
+    crudChanges.on('context', this.contextChanged);
+    await this.context.prepare(this.castState.settings); // the session's user_name is the default persona's
     this.send({
       type: 'session',
       data: {
@@ -205,12 +262,13 @@ export class WebSocketRouter {
         output_sample_rate: this.deps.tts?.engine.sampleRate ?? 0,
         active_characters: this.cast,
         model_settings: this.chat.settings,
+        cast_settings: this.castState.settings,
       },
     });
     this.logger.info('session started');
     void this.turnLoop();
-    void this.speech?.run().catch((e) => this.fail(e));
-    void this.streamer?.run().catch((e) => this.fail(e));
+    if (this.deps.greetOnStart !== false) this.greet();
+    void this.playout.run().catch((e) => this.fail(e));
   }
 
   /**
@@ -224,24 +282,27 @@ export class WebSocketRouter {
   }
 
   private async closeSession(reason: string): Promise<void> {
-    crudChanges.off('characters', this.takeCast);
+    crudChanges.off('characters', this.takeCharacters);
+    crudChanges.off('conversation', this.takeConversation);
+    crudChanges.off('context', this.contextChanged);
+    this.autoMode.cancel();
     metrics.sessionClosed();
     const queued = this.turns.takeAll();
     this.turns.close();
+    this.playout.interrupt(); // what is playing is cut: the turn stores what was heard
     this.current?.controller.abort(new Error(reason));
     await this.current?.done;
-    for (const turn of queued) this.keepUserMessage(turn.text);
-    this.speech?.interrupt();
+    await this.settled();
+    for (const turn of queued) if (turn.text !== undefined) this.keepUserMessage(turn.text);
     this.transcribe?.close();
-    this.sentences.close();
-    this.audio.close();
+    this.playout.close();
     if (!(await this.conversation.close())) this.logger.error('some messages are not stored yet; they are retried while the server runs, then spooled');
     this.logger.info('session closed');
   }
 
   /** What this connection holds in memory for a slow client. */
   stats(): { unwrittenBytes: number; queuedAudioBytes: number } {
-    return { unwrittenBytes: this.writer.unwrittenBytes, queuedAudioBytes: this.speech?.queuedAudioBytes ?? 0 };
+    return { unwrittenBytes: this.writer.unwrittenBytes, queuedAudioBytes: this.playout.queuedAudioBytes };
   }
 
   send(message: ServerMessage): void {
@@ -313,7 +374,8 @@ export class WebSocketRouter {
 
   private route(envelope: p.Envelope, req: Request): void {
     if (isCrudType(envelope.type)) {
-      this.inOrder(() => this.crud(envelope.type as Parameters<typeof runCrud>[1], envelope.data, req), req);
+      const type = envelope.type as Parameters<typeof runCrud>[1];
+      this.inOrder(async () => void (type === 'delete_message' ? await this.ops.delete(envelope.data, req) : await this.crud(type, envelope.data, req)), req);
       return;
     }
     const h = handlers.get(envelope.type);
@@ -343,14 +405,47 @@ export class WebSocketRouter {
     this.error('internal', `The request failed on the server (error id ${errorId}).`, req);
   }
 
-  private async crud(type: Parameters<typeof runCrud>[1], data: unknown, req: Request): Promise<void> {
-    const result = await runCrud(this.deps.repo, type, data);
+  /** Runs a CRUD request and answers it; true when it succeeded. */
+  async crud(type: Parameters<typeof runCrud>[1], data: unknown, req: Request): Promise<boolean> {
+    if (type === 'update_conversation' && !(await this.contextExists(data, req))) return false;
+    if (type === 'update_conversation' && choosesPersona(data, this.conversation.id)) this.context.personaChosen();
+    if (type === 'update_conversation') await this.storeBeforeUpdate(data);
+    this.updating = type === 'update_conversation' ? this.conversation.id : undefined; // its change comes back as its reply
+    const result = await runCrud(this.deps.repo, type, data).finally(() => (this.updating = undefined));
     if (result.ok) this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
     else {
       if (result.cause !== undefined) this.logger.error({ err: result.cause, error_id: result.errorId, request_type: type }, 'request failed');
       metrics.error('db_error');
       this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
     }
+    return result.ok;
+  }
+
+  /** The persona and lorebooks an update of this session's unstored conversation names exist (storage checks the others). */
+  private async contextExists(data: unknown, req: Request): Promise<boolean> {
+    const parsed = p.conversationUpdateSchema.safeParse(data ?? {});
+    if (!parsed.success || parsed.data.conversation_id !== this.conversation.id || this.conversation.isStored) return true; // runCrud answers it
+    try {
+      await this.deps.repo.checkContext(parsed.data);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+      metrics.error('db_error');
+      this.send({ type: 'db_error', error: error.message, request_type: 'update_conversation', ...echo(req) });
+      return false;
+    }
+  }
+
+  /**
+   * update_conversation of this session's conversation before its first message: the
+   * conversation is stored now (its title still comes from that first message, unless the
+   * update gives one), so the update has a record to change and every session sees it.
+   */
+  private async storeBeforeUpdate(data: unknown): Promise<void> {
+    const parsed = p.conversationUpdateSchema.safeParse(data ?? {});
+    if (!parsed.success || parsed.data.conversation_id !== this.conversation.id) return;
+    if (!this.conversation.isStored) await this.conversation.storeNow();
+    if (parsed.data.title !== undefined) this.conversation.titled();
   }
 
   // -- handlers ----------------------------------------------------------------------------
@@ -361,7 +456,42 @@ export class WebSocketRouter {
       return;
     }
     if (this.closing) return this.keepUserMessage(text); // no more turns, but what was said is stored
+    this.autoMode.resume(); // the user has the floor; the chatter may follow their turn
     this.turns.push({ text, receivedAt: metrics.now() });
+  }
+
+  /** Force-talk: one cast member speaks now, without a user message, even when muted. */
+  triggerCharacter(characterId: string, req: Request): void {
+    const character = this.castState.character(characterId);
+    if (!character) return this.error('not_found', `There is no character "${characterId}".`, req);
+    if (!this.cast.includes(character)) return this.error('not_found', `${character.name} is not in this conversation's cast: add them first.`, req);
+    if (this.closing) return;
+    this.autoMode.resume();
+    this.queueReplies(async () => [{ character, messageId: randomUUID() }]);
+  }
+
+  /** Auto-mode's next speaker: a turn without a user message, the strategy answering the last reply. */
+  private queueAutoTurn(): void {
+    if (this.closing || !this.autoMode.on || this.cast.length === 0 || this.current || this.turns.size > 0) return;
+    this.turns.push({ text: undefined, receivedAt: metrics.now(), auto: true });
+  }
+
+  /**
+   * Resolves once nothing is left to play. Auto-mode is scheduled when a turn ends (after its
+   * last reply finished playing), so what can still play then is a voice preview; a turn that
+   * starts meanwhile reschedules it when it ends, and queueAutoTurn checks again.
+   */
+  private idle(): Promise<void> {
+    return this.playout.idle();
+  }
+
+  /** Runs a change of the cast; tells the client the new cast if its members changed (who, or in what order). */
+  private castChange(change: () => void): void {
+    const ids = () => this.cast.map((c) => c.id).join('\n');
+    const before = ids();
+    change();
+    if (ids() !== before) this.send({ type: 'active_characters_data', data: this.cast });
+    this.autoMode.schedule();
   }
 
   /** Stores the user message of a turn that will not run (the connection is closing). */
@@ -372,18 +502,37 @@ export class WebSocketRouter {
   /** Cancels the running turn and everything queued for speech, then acknowledges. */
   async interrupt(): Promise<void> {
     const startedAt = metrics.now();
-    this.generation++;
+    this.autoMode.pause(); // until the user's next message
+    await this.stopSpeaking();
+    this.send({ type: 'interrupt_ack' });
+    metrics.interrupt(metrics.secondsSince(startedAt));
+  }
+
+  /**
+   * One cut: the playout stops and records what was heard, then the turn unwinds and commits
+   * its replies from that record (message_truncated for each cut one).
+   */
+  private async stopSpeaking(): Promise<void> {
     this.firstAudioFrom = undefined;
-    this.sentences.clear();
-    this.speech?.interrupt(); // synthesis stops while the turn unwinds
+    this.playout.interrupt();
     const current = this.current;
     if (current) {
       current.controller.abort(new Error('interrupted'));
       await current.done;
     }
-    this.streamer?.interrupt();
-    this.send({ type: 'interrupt_ack' });
-    metrics.interrupt(metrics.secondsSince(startedAt));
+    await this.settled();
+  }
+
+  /** Takes a reply's commit (it settles when the reply's playback has ended or been cut). */
+  private settle(commit: Promise<void>): void {
+    const tracked = commit.catch((e: unknown) => this.fail(e));
+    this.commits.add(tracked);
+    void tracked.finally(() => this.commits.delete(tracked));
+  }
+
+  /** Every reply cut or played so far is committed (message_truncated sent, history and store updated). */
+  private async settled(): Promise<void> {
+    await Promise.all([...this.commits]);
   }
 
   updateModelSettings(patch: Partial<p.ModelSettings>, req: Request): void {
@@ -392,26 +541,32 @@ export class WebSocketRouter {
   }
 
   updateSessionSettings(userName: string, req: Request): void {
-    this.chat.userName = userName;
+    this.context.speakAs(userName);
     this.send({ type: 'session_settings_updated', data: { user_name: userName }, ...echo(req) });
   }
 
   async clearHistory(req: Request): Promise<void> {
-    if (this.current) await this.interrupt();
+    if (this.speaking()) await this.interrupt();
     this.chat.history = [];
     this.conversation.startNew(randomUUID());
-    this.send({ type: 'history_cleared', data: { conversation_id: this.conversation.id }, ...echo(req) });
+    this.autoMode.cancel();
+    this.castChange(() => this.castState.startNew());
+    this.send({ type: 'history_cleared', data: { conversation_id: this.conversation.id, cast_settings: this.castState.settings }, ...echo(req) });
+    this.greet();
   }
 
   async loadConversation(conversationId: string, req: Request): Promise<void> {
-    if (this.current) await this.interrupt();
+    if (this.speaking()) await this.interrupt();
     await this.conversation.flush(); // what this session still writes belongs in what it loads
     try {
       const conversation = await this.deps.repo.getConversation(conversationId);
       const messages = await this.deps.repo.listMessages({ conversation_id: conversationId });
       this.chat.loadHistory(messages);
       this.conversation.resume(conversationId);
+      this.autoMode.cancel();
       this.send({ type: 'conversation_loaded', data: { conversation, messages }, ...echo(req) });
+      this.castChange(() => this.castState.adopt(conversation));
+      if (messages.length === 0) this.greet(); // a conversation created empty (create_conversation) opens like a new one
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       this.error('not_found', error.message, req);
@@ -440,15 +595,31 @@ export class WebSocketRouter {
       throw error;
     }
     const speaker = { character_id: '', character_name: voice, message_id: randomUUID(), voice };
-    const generation = this.generation;
-    const sample = text ?? `Hello! This is the voice called ${voice}.`;
-    this.sentences.push({ kind: 'sentence', speaker, generation, turn: ++this.turnCount, sentence_index: 0, text: sample });
-    this.sentences.push({ kind: 'end', speaker, generation });
+    this.playout.say(speaker, text ?? `Hello! This is the voice called ${voice}.`);
   }
 
+  /**
+   * The original client's "the active characters changed" (it toggles is_active, then asks):
+   * this conversation's cast becomes the default cast, stored if the conversation is.
+   */
   async refreshCast(req: Request): Promise<void> {
-    await this.loadCast();
+    const [all, active] = await Promise.all([this.deps.repo.listCharacters(), this.deps.repo.listActiveCharacters()]);
+    this.castState.takeCharacters(all);
+    this.castState.resetTo(active.map((c) => c.id));
+    if (this.conversation.isStored) await this.storeCast(this.castState.settings.active_characters);
     this.send({ type: 'active_characters_data', data: this.cast, ...echo(req) });
+    this.autoMode.schedule();
+  }
+
+  private async storeCast(ids: string[]): Promise<void> {
+    await this.conversation.flush(); // its first message may still be creating the row
+    this.updating = this.conversation.id;
+    try {
+      const result = await runCrud(this.deps.repo, 'update_conversation', { conversation_id: this.conversation.id, active_characters: ids });
+      if (!result.ok) this.send({ type: 'db_error', error: result.error, request_type: 'refresh_active_characters' });
+    } finally {
+      this.updating = undefined;
+    }
   }
 
   // -- turns -------------------------------------------------------------------------------
@@ -459,35 +630,66 @@ export class WebSocketRouter {
     this.firstAudioFrom = undefined;
   }
 
+  /** Every character record (the cast refers to them by id). */
   private async loadCast(): Promise<void> {
-    this.cast = await this.deps.repo.listActiveCharacters();
+    this.castState.takeCharacters(await this.deps.repo.listCharacters());
+  }
+
+  /** A message operation's replies (regenerate, continue) run as a turn of their own, in turn order. */
+  /** A new conversation: the cast members with a greeting greet, in cast order (src/session/greetings.ts). */
+  private greet(): void {
+    this.queueReplies(async () => greetingPlans(this.cast, this.chat.userName));
+  }
+
+  private queueReplies(plans: PlanReplies): void {
+    if (this.closing) return;
+    this.turns.push({ text: undefined, receivedAt: metrics.now(), plans });
   }
 
   private async turnLoop(): Promise<void> {
-    for await (const { text, receivedAt } of this.turns) {
+    for await (const { text, receivedAt, plans, auto } of this.turns) {
       if (this.closing) {
-        this.keepUserMessage(text); // taken off the queue just as the session closed
+        if (text !== undefined) this.keepUserMessage(text); // taken off the queue just as the session closed
         continue;
       }
+      await this.context.prepare(this.castState.settings); // before planning: a greeting's {{user}} is the persona's name
+      const replies = plans ? await plans().catch((e: unknown) => void this.fail(e)) : undefined; // planned when its turn comes: the history is as the earlier turns left it
+      if (plans && !replies) continue;
+      if (auto && !this.autoMode.on) continue; // turned off (or the user cut in) while it waited
+      if (text !== undefined) this.tellNotInCast(text);
       metrics.turnStarted();
       this.firstAudioFrom = receivedAt;
       const controller = new AbortController();
-      const turn = new ConversationTurn(text, {
-        chat: this.chat,
-        log: this.conversation,
-        cast: this.cast,
-        sentences: this.sentences,
-        send: (m) => this.send(m),
-        error: (code, message) => this.error(code, message),
-        generation: this.generation,
-        turn: ++this.turnCount,
-        signal: controller.signal,
-      });
-      this.logger.info({ chars: text.length }, 'turn started');
+      const turn = new ConversationTurn(
+        text,
+        {
+          chat: this.chat,
+          log: this.conversation,
+          cast: this.cast,
+          playout: this.playout,
+          send: (m) => this.send(m),
+          error: (code, message) => this.error(code, message),
+          turn: this.playout.nextTurn(),
+          signal: controller.signal,
+          settle: (commit) => this.settle(commit),
+          responders: (history) => this.castState.responders(history),
+        },
+        replies,
+      );
+      this.logger.info({ chars: text?.length ?? 0 }, 'turn started');
+      const said = this.chat.history.length;
       const done = turn.run().catch((e) => this.fail(e));
       this.current = { controller, done };
       await done;
       this.current = undefined;
+      // The chatter goes on after anything said, but not after an auto turn nobody answered.
+      if (!auto || this.chat.history.length > said) this.autoMode.schedule();
     }
+  }
+
+  /** The user named characters who are not in the cast: they do not answer, and the client is told. */
+  private tellNotInCast(text: string): void {
+    const outside = this.castState.namedOutside(text);
+    if (outside.length > 0) this.send({ type: 'not_in_cast', data: { names: outside.map((c) => c.name), character_ids: outside.map((c) => c.id) } });
   }
 }

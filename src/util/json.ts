@@ -47,3 +47,22 @@ function nestingDepth(text: string, stopAbove: number): number {
   }
   return deepest;
 }
+
+/**
+ * A JSON file's bytes (an uploaded card or lorebook): UTF-8 text that is not blank and parses
+ * (depth-checked). Throws JsonInputError saying which of those it is not ("it is empty", …).
+ */
+export function parseJsonFile(bytes: Uint8Array): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new JsonInputError('it is not UTF-8 text');
+  }
+  if (text.trim() === '') throw new JsonInputError('it is empty');
+  try {
+    return parseJson(text);
+  } catch (error) {
+    throw new JsonInputError(`it is not valid JSON: ${(error as JsonInputError).message}`, (error as JsonInputError).tooDeep);
+  }
+}

@@ -39,9 +39,9 @@ export async function closeTestDatabases(): Promise<void> {
   postgresName = undefined;
 }
 
-/** Empties the four tables. */
+/** Empties the tables. */
 export async function resetData(database: Database): Promise<void> {
-  await database.db.execute(sql`truncate table messages, conversations, characters, voices`);
+  await database.db.execute(sql`truncate table messages, conversations, characters, voices, personas, lorebooks`);
 }
 
 /** A new database named after TEST_DATABASE_URL's and this process, so the migrations run from scratch. */

@@ -3,7 +3,7 @@
 // reconnecting, and it is the only way to list the TTS engine's voices. Every failure is an
 // ApiError whose message is the server's own explanation (it names the field at fault).
 import { logIn } from './login.ts';
-import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Message, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
+import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Lorebook, Message, Persona, PersonaCreate, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
 
 export class ApiError extends Error {
   constructor(
@@ -14,14 +14,15 @@ export class ApiError extends Error {
   }
 }
 
-/** One REST call; a 401 (the server has an AUTH_TOKEN) asks for the token and tries once more. */
+/** One REST call (a JSON body, or FormData for file uploads); a 401 (the server has an AUTH_TOKEN) asks for the token and tries once more. */
 async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, retried = false): Promise<T> {
   let response: Response;
+  const form = body instanceof FormData;
   try {
     response = await fetch(path, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: body === undefined || form ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: form ? body : JSON.stringify(body) }),
     });
   } catch {
     throw new ApiError('The server cannot be reached.', 0);
@@ -39,6 +40,11 @@ async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string
 }
 
 const seg = encodeURIComponent;
+function formOf(files: readonly File[]): FormData {
+  const form = new FormData();
+  for (const file of files) form.append('file', file, file.name);
+  return form;
+}
 type CharacterPatch = Omit<CharacterUpdate, 'id'>;
 type VoicePatch = Omit<VoiceUpdate, 'voice'>;
 
@@ -48,6 +54,26 @@ export const api = {
   createCharacter: (input: CharacterCreate) => call<Character>('POST', '/api/characters', input),
   updateCharacter: (id: string, patch: CharacterPatch) => call<Character>('PATCH', `/api/characters/${seg(id)}`, patch),
   deleteCharacter: (id: string) => call<{ id: string }>('DELETE', `/api/characters/${seg(id)}`),
+  /** Character cards (PNG or JSON), several at once (docs/api.md, Character cards). */
+  importCards: (files: readonly File[]) => call<{ characters: Character[] }>('POST', '/api/characters/import', formOf(files)),
+  /** A clone voice's reference clip (WAV, MP3, Ogg Opus or FLAC) and its transcript (docs/api.md). */
+  uploadReference: (voice: string, clip: Blob, name: string, transcript: string) => {
+    const form = new FormData();
+    form.append('file', clip, name);
+    form.append('transcript', transcript);
+    return call<{ voice: Voice; clip: { seconds: number; sample_rate: number; format: string } }>('POST', `/api/voices/${seg(voice)}/reference`, form);
+  },
+  exportUrl: (id: string, format: 'png' | 'json', spec: 'v2' | 'v3') => `/api/characters/${seg(id)}/export?format=${format}&spec=${spec}`,
+
+  personas: () => call<Persona[]>('GET', '/api/personas'),
+  createPersona: (input: PersonaCreate) => call<Persona>('POST', '/api/personas', input),
+  updatePersona: (id: string, patch: PersonaCreate) => call<Persona>('PATCH', `/api/personas/${seg(id)}`, patch),
+  deletePersona: (id: string) => call<{ id: string }>('DELETE', `/api/personas/${seg(id)}`),
+
+  lorebooks: () => call<Lorebook[]>('GET', '/api/lorebooks'),
+  /** SillyTavern world-info files or character_books, several at once. */
+  importLorebooks: (files: readonly File[]) => call<{ lorebooks: Lorebook[] }>('POST', '/api/lorebooks/import', formOf(files)),
+  deleteLorebook: (id: string) => call<{ id: string }>('DELETE', `/api/lorebooks/${seg(id)}`),
 
   voices: () => call<Voice[]>('GET', '/api/voices'),
   engines: () => call<EngineVoices>('GET', '/api/voices/engines'),
@@ -56,6 +82,7 @@ export const api = {
   deleteVoice: (voice: string) => call<{ voice: string }>('DELETE', `/api/voices/${seg(voice)}`),
 
   conversations: () => call<Conversation[]>('GET', '/api/conversations?limit=200'),
+  conversation: (id: string) => call<Conversation>('GET', `/api/conversations/${seg(id)}`),
   renameConversation: (id: string, title: string) => call<Conversation>('PATCH', `/api/conversations/${seg(id)}`, { title }),
   deleteConversation: (id: string) => call<{ conversation_id: string }>('DELETE', `/api/conversations/${seg(id)}`),
   messages: (id: string) => call<Message[]>('GET', `/api/conversations/${seg(id)}/messages`),

@@ -1,7 +1,9 @@
-// The Characters panel: list and search the cast, create and edit a character (name, system
-// prompt, voice, picture by URL or uploaded file, active or not), switch characters on and
-// off, and delete one after confirming. Records go through the REST API; the server's
-// sessions pick up the change on their own.
+// The Characters panel: list and search the cast, create and edit a character (name, voice,
+// picture by URL or uploaded file, active or not, and every Character Card field: the long ones
+// in collapsible sections, the alternate greetings as a list), switch characters on and off,
+// delete one after confirming, import cards (PNG or JSON, V1/V2/V3) by file picker or by
+// dropping files on the panel, several at once, and export one as a PNG or JSON card (V2 or
+// V3). Records go through the REST API; the server's sessions pick up the change on their own.
 import { api } from './api.ts';
 import { avatar, h, icon, replace, safeImageUrl } from './dom.ts';
 import type { Store } from './store.ts';
@@ -27,7 +29,7 @@ export function openCharacters(store: Store): void {
       list,
       shown.length === 0 ? h('li', { class: 'record-empty' }, query ? `No character matches “${query}”.` : 'No characters yet.') : null,
       shown.map((c) => {
-        const toggle = h('input', { type: 'checkbox', checked: c.is_active, class: 'switch', title: c.is_active ? 'Active: answers in chats' : 'Inactive', attrs: { 'aria-label': `${c.name} active` } });
+        const toggle = h('input', { type: 'checkbox', checked: c.is_active, class: 'switch', title: c.is_active ? 'Active: in the cast of new conversations' : 'Inactive: not in new conversations', attrs: { 'aria-label': `${c.name} active` } });
         toggle.addEventListener('click', (ev) => ev.stopPropagation());
         toggle.addEventListener('change', () => {
           api
@@ -94,16 +96,37 @@ export function openCharacters(store: Store): void {
     }));
   };
 
+  const importCards = async (files: File[]) => {
+    if (files.length === 0) return;
+    try {
+      const { characters } = await api.importCards(files);
+      toast(`Imported ${characters.map((c) => c.name).join(', ')}.`, 'success');
+      await reload();
+      const first = characters[0];
+      if (first) edit(store.character(first.id) ?? first);
+    } catch (e) {
+      toast(describeError(e), 'error', 'Could not import');
+    }
+  };
+  const picker = filePicker('card_files', '.png,.json,image/png,application/json', 'Character card files', (files) => void importCards(files));
+  const importButton = h('button', { type: 'button', class: 'btn import-cards', title: 'Import character cards (PNG or JSON); you can also drop them here', onclick: () => picker.click() }, 'Import…');
+
   const panel = openPanel('Characters', 'records-panel characters-panel', () => unsubscribe());
   const unsubscribe = store.subscribe(renderList);
-  panel.body.append(
+  const records = h(
+    'div',
+    { class: 'records' },
     h(
       'div',
-      { class: 'records' },
-      h('div', { class: 'record-side' }, h('div', { class: 'record-tools' }, search, h('button', { type: 'button', class: 'btn btn-primary new-character', onclick: () => edit(null) }, icon('plus'), 'New')), list),
-      editor,
+      { class: 'record-side' },
+      h('div', { class: 'record-tools' }, search, h('button', { type: 'button', class: 'btn btn-primary new-character', onclick: () => edit(null) }, icon('plus'), 'New'), importButton, picker),
+      h('p', { class: 'field-hint drop-hint' }, 'Drop character cards (PNG or JSON) here to import them.'),
+      list,
     ),
+    editor,
   );
+  dropFiles(records, (files) => void importCards(files));
+  panel.body.append(records);
   renderList();
   edit(null);
   void Promise.all([store.reloadCharacters(), store.reloadVoices()]).catch((e: unknown) => toast(describeError(e), 'error', 'Could not load characters'));
@@ -112,7 +135,11 @@ export function openCharacters(store: Store): void {
 function characterForm(character: Character | null, store: Store, saved: (c: Character) => Promise<void>, deleted: () => Promise<void>): HTMLElement {
   let image: string | null = character?.image_url ?? null;
   const name = h('input', { type: 'text', class: 'input', name: 'name', required: true, maxLength: 100, value: character?.name ?? '', placeholder: 'e.g. Mira Vance' });
-  const prompt = h('textarea', { class: 'input', name: 'system_prompt', rows: 7, maxLength: 20_000, value: character?.system_prompt ?? '', placeholder: 'You are… (who they are, how they speak)' });
+  const texts = CARD_TEXTS.map((spec) => cardText(spec, character?.[spec.name] ?? ''));
+  const greetings = greetingList(character?.alternate_greetings ?? []);
+  const tags = h('input', { type: 'text', class: 'input', name: 'tags', value: (character?.tags ?? []).join(', '), placeholder: 'e.g. fantasy, mentor' });
+  const creator = h('input', { type: 'text', class: 'input', name: 'creator', maxLength: 1000, value: character?.creator ?? '' });
+  const version = h('input', { type: 'text', class: 'input', name: 'character_version', maxLength: 1000, value: character?.character_version ?? '' });
   const voice = h('select', { class: 'input', name: 'voice' }, h('option', { value: '' }, 'Default voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   voice.value = character?.voice ?? '';
   const active = h('input', { type: 'checkbox', name: 'is_active', checked: character?.is_active ?? true });
@@ -176,7 +203,9 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     h('h3', null, character ? `Edit ${character.name}` : 'New character'),
     field('Name', name),
     field('Voice', voice, 'Manage voices under Voices.'),
-    field('System prompt', prompt, 'Who the character is and how they talk.'),
+    texts.map((t) => t.el),
+    greetings.el,
+    h('div', { class: 'field-row card-meta' }, field('Tags', tags, 'Separated by commas.'), field('Creator', creator), field('Version', version)),
     h(
       'div',
       { class: 'field' },
@@ -202,6 +231,7 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
       ),
     ),
     h('label', { class: 'check' }, active, h('span', null, 'Active — answers in conversations')),
+    character ? exportControls(character) : null,
     formError,
     h(
       'div',
@@ -238,7 +268,17 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
       formError.textContent = 'Fix the picture first.';
       return;
     }
-    const input: CharacterCreate = { name: trimmed, system_prompt: prompt.value, voice: voice.value || null, image_url: image, is_active: active.checked };
+    const input: CharacterCreate = {
+      name: trimmed,
+      voice: voice.value || null,
+      image_url: image,
+      is_active: active.checked,
+      ...Object.fromEntries(texts.map((t) => [t.name, t.value()])),
+      alternate_greetings: greetings.values(),
+      tags: tags.value.split(',').map((t) => t.trim()).filter(Boolean),
+      creator: creator.value,
+      character_version: version.value,
+    };
     save.disabled = true;
     const request = character ? api.updateCharacter(character.id, input) : api.createCharacter(input);
     request
@@ -256,4 +296,104 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
 
 function formatKb(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;
+}
+
+type CardTextField = 'system_prompt' | 'description' | 'personality' | 'scenario' | 'first_mes' | 'mes_example' | 'post_history_instructions' | 'creator_notes';
+
+/** The card's long text fields, in the order the prompt uses them (docs/architecture.md), each collapsible. */
+const CARD_TEXTS: ReadonlyArray<{ name: CardTextField; label: string; hint: string; rows: number; max: number; open?: true }> = [
+  { name: 'system_prompt', label: 'System prompt', hint: 'Who the character is and how they talk. {{original}} stands for Chorus’s own instruction.', rows: 6, max: 20_000, open: true },
+  { name: 'description', label: 'Description', hint: 'Appearance, background, anything the character should know about themselves.', rows: 6, max: 100_000 },
+  { name: 'personality', label: 'Personality', hint: 'A short summary of their temperament.', rows: 2, max: 100_000 },
+  { name: 'scenario', label: 'Scenario', hint: 'Where and when the conversation takes place.', rows: 3, max: 100_000 },
+  { name: 'first_mes', label: 'Greeting (first message)', hint: 'Said when a new conversation starts; {{user}} and {{char}} are replaced.', rows: 3, max: 100_000 },
+  { name: 'mes_example', label: 'Example dialogue', hint: 'Sample exchanges, each starting with <START>.', rows: 5, max: 100_000 },
+  { name: 'post_history_instructions', label: 'Post-history instructions', hint: 'Sent after the conversation, just before the reply.', rows: 2, max: 100_000 },
+  { name: 'creator_notes', label: 'Creator notes', hint: 'For people, not the model.', rows: 2, max: 100_000 },
+];
+
+/** A collapsible text field (open when it has text, or always for the system prompt). */
+function cardText(spec: (typeof CARD_TEXTS)[number], value: string) {
+  const area = h('textarea', { class: 'input', name: spec.name, rows: spec.rows, maxLength: spec.max, value, attrs: { 'aria-label': spec.label } });
+  const count = h('span', { class: 'card-count' });
+  const recount = () => (count.textContent = area.value === '' ? 'empty' : `${area.value.length} characters`);
+  area.addEventListener('input', recount);
+  recount();
+  const el = h(
+    'details',
+    { class: 'card-section', open: spec.open === true || value.trim() !== '', data: { field: spec.name } },
+    h('summary', null, h('span', { class: 'card-section-title' }, spec.label), count),
+    h('label', { class: 'field' }, h('span', { class: 'visually-hidden' }, spec.label), area, h('span', { class: 'field-hint' }, spec.hint)),
+  );
+  return { name: spec.name, el, value: () => area.value };
+}
+
+/** The alternate greetings: one text box each, added and removed in place. */
+function greetingList(initial: readonly string[]) {
+  const items = h('ol', { class: 'greeting-list' });
+  const add = (text = '') => {
+    const area = h('textarea', { class: 'input', name: 'alternate_greeting', rows: 2, maxLength: 100_000, value: text });
+    const li = h('li', { class: 'greeting-item' }, area);
+    const remove = h('button', { type: 'button', class: 'btn btn-quiet remove-greeting', onclick: () => li.remove() }, 'Remove');
+    li.append(remove);
+    const label = () => `Alternate greeting ${[...items.children].indexOf(li) + 1}`;
+    items.append(li);
+    area.setAttribute('aria-label', label());
+    remove.setAttribute('aria-label', `Remove ${label().toLowerCase()}`);
+    return area;
+  };
+  for (const text of initial) add(text);
+  const el = h(
+    'details',
+    { class: 'card-section', open: initial.length > 0, data: { field: 'alternate_greetings' } },
+    h('summary', null, h('span', { class: 'card-section-title' }, 'Alternate greetings'), h('span', { class: 'card-count' }, String(initial.length))),
+    items,
+    h('button', { type: 'button', class: 'btn add-greeting', onclick: () => add().focus() }, icon('plus'), 'Add greeting'),
+  );
+  const values = () => [...items.querySelectorAll('textarea')].map((a) => a.value).filter((v) => v.trim() !== '');
+  return { el, values };
+}
+
+/** Download links for the character as a card: PNG or JSON, V2 or V3. */
+function exportControls(character: Character): HTMLElement {
+  const spec = h('select', { class: 'input input-inline', name: 'export_spec', attrs: { 'aria-label': 'Card version' } }, h('option', { value: 'v2' }, 'V2'), h('option', { value: 'v3' }, 'V3'));
+  const link = (format: 'png' | 'json', label: string) => {
+    const a = h('a', { class: 'btn', download: '' }, label);
+    a.className = `btn export-${format}`;
+    const update = () => (a.href = api.exportUrl(character.id, format, spec.value as 'v2' | 'v3'));
+    spec.addEventListener('change', update);
+    update();
+    return a;
+  };
+  return h('div', { class: 'field export-row' }, h('span', { class: 'field-label' }, 'Export as a card'), h('div', { class: 'picture-buttons' }, spec, link('png', 'PNG'), link('json', 'JSON')));
+}
+
+/** A hidden multiple-file input (opened by a button's `.click()`); each choice goes to `onFiles`. */
+export function filePicker(name: string, accept: string, label: string, onFiles: (files: File[]) => void): HTMLInputElement {
+  const input = h('input', { type: 'file', multiple: true, accept, name, class: 'visually-hidden', attrs: { 'aria-label': label } });
+  input.addEventListener('change', () => {
+    const files = [...(input.files ?? [])];
+    input.value = ''; // the same file chosen again is a new choice
+    onFiles(files);
+  });
+  return input;
+}
+
+/** Files dropped on `el` (several at once), with a highlight while they are over it. */
+export function dropFiles(el: HTMLElement, onFiles: (files: File[]) => void): void {
+  const hasFiles = (ev: DragEvent) => ev.dataTransfer?.types.includes('Files') ?? false;
+  el.addEventListener('dragover', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    el.classList.add('is-drop-target');
+  });
+  el.addEventListener('dragleave', (ev) => {
+    if (ev.target === el) el.classList.remove('is-drop-target');
+  });
+  el.addEventListener('drop', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    el.classList.remove('is-drop-target');
+    onFiles([...(ev.dataTransfer?.files ?? [])]);
+  });
 }

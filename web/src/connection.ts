@@ -45,7 +45,8 @@ export class Connection {
   private current: ConnectionState = { kind: 'connecting', attempt: 0 };
 
   constructor(
-    private readonly url: string,
+    /** The socket's URL, asked anew for every connect (the page says whether it will resume). */
+    private readonly url: string | (() => string),
     private readonly events: ConnectionEvents,
     private readonly options: ConnectionOptions = defaultConnectionOptions,
   ) {}
@@ -100,7 +101,7 @@ export class Connection {
     this.setState({ kind: 'connecting', attempt: this.attempt });
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(typeof this.url === 'function' ? this.url() : this.url);
     } catch (error) {
       this.scheduleReconnect(error instanceof Error ? error.message : String(error));
       return;

@@ -6,6 +6,7 @@
 // playing), which decides whether a new message interrupts first.
 import './style.css';
 import { audioContext, unlockAudioOnGesture } from './audio.ts';
+import { CastBar } from './cast-bar.ts';
 import { ChatView } from './chat.ts';
 import { openCharacters } from './characters.ts';
 import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl } from './connection.ts';
@@ -20,6 +21,8 @@ import { Store } from './store.ts';
 import type { ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
 import { describeError, toast } from './ui.ts';
 import { openVoices } from './voices.ts';
+import { openLorebooks } from './lorebooks.ts';
+import { openPersonas } from './personas.ts';
 
 const ERROR_TITLES: Partial<Record<ErrorCode, string>> = {
   llm_not_configured: 'No language model is set up',
@@ -38,7 +41,7 @@ const STT_LABELS: Record<SttState, string> = { inactive: 'Mic idle', listening: 
 
 class App {
   private readonly store = new Store();
-  private readonly chat = new ChatView(this.store);
+  private readonly chat = new ChatView(this.store, (m) => this.messageAction(m));
   private readonly conn: Connection;
   private readonly settings: Settings;
   private readonly player: Player;
@@ -66,7 +69,8 @@ class App {
   private readonly connPill = h('span', { class: 'conn-pill', attrs: { role: 'status' } });
   private readonly banner = h('div', { class: 'conn-banner', hidden: true, attrs: { role: 'status' } });
   private readonly title = h('h1', { class: 'conv-heading' }, 'New conversation');
-  private readonly castBar = h('button', { type: 'button', class: 'cast-bar', title: 'Characters' });
+  /** The open conversation's cast and rules for who speaks (web/src/cast-bar.ts). */
+  private readonly cast = new CastBar(this.store, { conversationId: () => this.conversationId, send: (m) => this.send(m) });
   private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, attrs: { 'aria-label': 'Message' } });
   private readonly micButton = h('button', { type: 'button', class: 'icon-btn mic-btn', title: 'Turn the microphone on', attrs: { 'aria-label': 'Microphone', 'aria-pressed': 'false' } }, icon('mic'));
   private readonly stopButton = h('button', { type: 'button', class: 'icon-btn stop-btn', title: 'Stop (Esc)', attrs: { 'aria-label': 'Stop' } }, icon('stop'));
@@ -82,7 +86,8 @@ class App {
   constructor(root: HTMLElement) {
     const heartbeat = Number(new URLSearchParams(window.location.search).get('heartbeat'));
     const options = heartbeat >= 200 ? { ...defaultConnectionOptions, pingIntervalMs: heartbeat, pongTimeoutMs: heartbeat } : defaultConnectionOptions;
-    this.conn = new Connection(socketUrl(window.location), {
+    // A page that will resume a conversation asks for no greeting of the session's new one (it is not shown).
+    this.conn = new Connection(() => socketUrl(window.location) + (this.resumeTarget ? '?greetings=off' : ''), {
       message: (m) => this.onMessage(m),
       binary: (data) => this.player.frame(data),
       state: (s) => this.onState(s),
@@ -118,7 +123,6 @@ class App {
       },
       changed: () => this.renderTitle(),
     });
-    this.store.subscribe(() => this.renderCast());
     root.replaceChildren(this.layout());
   }
 
@@ -150,7 +154,6 @@ class App {
     this.input.addEventListener('input', () => this.autosize());
     this.micButton.onclick = () => void this.toggleMic();
     this.stopButton.onclick = () => this.interrupt();
-    this.castBar.onclick = () => openCharacters(this.store);
 
     const sidebar = h(
       'aside',
@@ -163,6 +166,8 @@ class App {
         { class: 'side-nav' },
         h('button', { type: 'button', class: 'nav-btn nav-characters', onclick: () => openCharacters(this.store) }, icon('people'), 'Characters'),
         h('button', { type: 'button', class: 'nav-btn nav-voices', onclick: () => openVoices(this.store, (m) => this.send(m), () => this.stopForPreview()) }, icon('wave'), 'Voices'),
+        h('button', { type: 'button', class: 'nav-btn nav-personas', onclick: () => openPersonas(this.conversationLink) }, icon('people'), 'Personas'),
+        h('button', { type: 'button', class: 'nav-btn nav-lorebooks', onclick: () => openLorebooks(this.conversationLink) }, icon('pencil'), 'Lorebooks'),
         h('button', { type: 'button', class: 'nav-btn nav-settings', onclick: () => this.settings.open() }, icon('gear'), 'Settings'),
       ),
     );
@@ -177,7 +182,8 @@ class App {
       h(
         'main',
         { class: 'main' },
-        h('header', { class: 'topbar' }, menu, this.title, this.castBar),
+        h('header', { class: 'topbar' }, menu, this.title, this.cast.button),
+        this.cast.panel,
         this.banner,
         this.chat.el,
         h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity), form),
@@ -197,6 +203,7 @@ class App {
       case 'session':
         return this.onSession(m);
       case 'text_stream_start':
+        this.player.reuse(m.data.message_id); // a regenerated or continued message streams again under its id
         this.chat.streamStart(m.data);
         this.markStored();
         return this.renderActivity();
@@ -219,14 +226,24 @@ class App {
       case 'interrupt_ack':
         this.player.interruptAcknowledged();
         return this.renderActivity();
+      case 'user_message_accepted':
+        return this.chat.userAccepted(m.data.message_id);
+      case 'message_truncated':
+        return this.chat.truncated(m.data.message_id, m.data.text);
+      case 'message_updated':
+        return this.chat.updated(m.data);
+      case 'message_deleted':
+        return this.chat.deleted(m.data.message_id);
       case 'history_cleared':
         this.chat.clear();
+        if (m.data.cast_settings) this.cast.take(m.data.cast_settings);
         this.sessionConversationId = m.data.conversation_id;
         this.setConversation(m.data.conversation_id, false);
         return;
       case 'conversation_loaded':
         if (m.request_id !== undefined && m.request_id === this.resumeRequest) this.resumeRequest = null;
         this.chat.showHistory(m.data.messages, this.userName);
+        this.cast.take(m.data.conversation);
         this.setConversation(m.data.conversation.conversation_id, true);
         this.conversations.refreshSoon(0);
         return;
@@ -237,6 +254,13 @@ class App {
         return this.settings.onUserName(m.data.user_name);
       case 'active_characters_data':
         return this.store.mergeActive(m.data);
+      case 'conversation_updated':
+        if (m.data.conversation_id !== this.conversationId) return;
+        this.cast.take(m.data);
+        return this.markStored(); // an update stores a new conversation
+      case 'not_in_cast':
+        toast(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`, 'info', 'Not in the cast');
+        return;
       case 'stt_update':
         return this.showTranscript(undefined, m.text);
       case 'stt_stabilized':
@@ -261,6 +285,14 @@ class App {
     }
   }
 
+  /** How the Personas and Lorebooks panels reach the open conversation. */
+  private readonly conversationLink = { conversationId: () => this.conversationId, send: (m: ClientMessage) => this.send(m) };
+
+  /** The conversation the next session resumes: the one open if it was stored, else the last visit's. */
+  private get resumeTarget(): string | null {
+    return this.conversationStored ? this.conversationId : this.resumeId;
+  }
+
   private onSession(m: ServerMessageOf<'session'>): void {
     const { data } = m;
     debug.connection.sessions++;
@@ -269,9 +301,10 @@ class App {
     this.userName = data.user_name;
     this.sessionConversationId = data.conversation_id;
     this.store.mergeActive(data.active_characters);
+    this.cast.take(data.cast_settings);
     this.settings.onSession(data.model_settings, data.user_name);
     // Resume: the conversation this page had open (if it was stored), or the last visit's.
-    const resume = this.conversationStored ? this.conversationId : this.resumeId;
+    const resume = this.resumeTarget;
     this.resumeId = null;
     if (resume) {
       this.resumeRequest = `resume-${++this.requestCounter}`;
@@ -362,8 +395,23 @@ class App {
     this.autosize();
   }
 
-  /** Stops whatever is replying or playing: here at once, on the server via `interrupt`. */
+  /** A message action from the conversation view; one that streams a reply stops what is playing first. */
+  private messageAction(message: ClientMessage): boolean {
+    if (message.type === 'regenerate' || message.type === 'continue') {
+      audioContext(); // a user gesture: playback may start
+      if (this.busy) this.interrupt();
+    }
+    const sent = this.send(message);
+    if (!sent) toast('Not connected: try again once the connection is back.', 'error');
+    return sent;
+  }
+
+  /**
+   * Stops whatever is replying or playing: here at once, on the server via `interrupt`, told
+   * first how much of each reply was heard (playback_position), so it keeps just that.
+   */
   private interrupt(): void {
+    for (const position of this.player.positions()) this.send({ type: 'playback_position', data: position });
     const sent = this.send({ type: 'interrupt' });
     this.player.stopAll({ awaitAck: sent });
     this.renderActivity();
@@ -489,14 +537,6 @@ class App {
     document.title = `${title} · Chorus`;
   }
 
-  private renderCast(): void {
-    const cast = this.store.activeCharacters;
-    replace(
-      this.castBar,
-      h('span', { class: 'cast-avatars' }, cast.slice(0, 5).map((c) => avatar(c.name, c.image_url, 'sm'))),
-      h('span', { class: 'cast-names' }, cast.length === 0 ? 'No active characters' : cast.map((c) => c.name.split(/\s+/)[0]).join(', ')),
-    );
-  }
 }
 
 const root = document.getElementById('app');

@@ -1,5 +1,5 @@
 // Settings: the model and its sampling settings (`model_settings`, with the protocol's
-// ranges), the user's name (`session_settings`) and the colour theme. What the user changes is
+// ranges) and the colour theme (who the user is, is the Personas panel's: personas.ts). What the user changes is
 // remembered in localStorage and sent again on every connect, so a reconnect or a new visit
 // talks with the same settings. Only changed values are stored: the rest follow the server.
 import { h } from './dom.ts';
@@ -69,7 +69,6 @@ export class Settings {
     this.userName = userName;
     const model = this.saved.model ?? {};
     if (Object.keys(model).length > 0) this.send({ type: 'model_settings', data: model });
-    if (this.saved.userName && this.saved.userName !== userName) this.send({ type: 'session_settings', data: { user_name: this.saved.userName } });
     this.panel?.refresh();
   }
 
@@ -86,16 +85,6 @@ export class Settings {
   open(): void {
     if (this.panel) return;
     const panel = openPanel('Settings', 'settings-panel', () => (this.panel = undefined));
-    const nameInput = h('input', { type: 'text', maxLength: 64, class: 'input', name: 'user_name' });
-    const saveName = () => {
-      const name = nameInput.value.trim();
-      if (name === '' || name === this.userName) return;
-      this.saved.userName = name;
-      this.store();
-      if (!this.send({ type: 'session_settings', data: { user_name: name } })) toast('Saved; it will be used once the connection is back.', 'info');
-    };
-    nameInput.addEventListener('change', saveName);
-    nameInput.addEventListener('keydown', (ev) => ev.key === 'Enter' && saveName());
 
     const modelInput = h('input', { type: 'text', class: 'input', name: 'model', spellcheck: false, maxLength: 200 });
     modelInput.addEventListener('change', () => {
@@ -144,7 +133,6 @@ export class Settings {
 
     const refresh = () => {
       const s = this.current;
-      if (document.activeElement !== nameInput) nameInput.value = this.saved.userName ?? this.userName;
       if (s && document.activeElement !== modelInput) modelInput.value = s.model;
       for (const slider of sliders) {
         if (!s || document.activeElement === slider.number || document.activeElement === slider.range) continue;
@@ -154,7 +142,7 @@ export class Settings {
     };
 
     panel.body.append(
-      h('section', { class: 'form-section' }, h('h3', null, 'You'), field('Your name', nameInput, 'The characters hear you under this name.'), field('Theme', themeSelect)),
+      h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect)),
       h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The LLM model id, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
     );
     this.panel = { panel, refresh };

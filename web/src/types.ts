@@ -1,15 +1,20 @@
 // The wire types, taken from the server's own schemas (src/protocol.ts) so client and server
 // share one source. Type-only imports: nothing of zod reaches the bundle.
-import type { INPUT_SAMPLE_RATE as ServerInputRate, ModelSettings } from '../../src/protocol.ts';
+import type { CastSettings, INPUT_SAMPLE_RATE as ServerInputRate, ModelSettings } from '../../src/protocol.ts';
 
 export type {
+  CastSettings,
   Character,
   CharacterCreate,
   CharacterUpdate,
   Conversation,
   ErrorCode,
+  Lorebook,
   Message,
   ModelSettings,
+  Persona,
+  PersonaCreate,
+  ReplyStrategy,
   ServerMessage,
   ServerMessageOf,
   ServerMessageType,
@@ -35,9 +40,23 @@ export type ClientMessage = (
   | { type: 'preview_voice'; data: { voice: string; text?: string } }
   | { type: 'start_listening' }
   | { type: 'stop_listening' }
+  // The conversation's persona and lorebooks (the CRUD update_conversation, which a session applies to its own conversation).
+  | { type: 'update_conversation'; data: { conversation_id: string; persona_id?: string | null; lorebook_ids?: string[] } & Partial<Pick<CastSettings, 'active_characters' | 'reply_strategy' | 'allow_self_responses' | 'muted' | 'auto_mode' | 'auto_mode_delay_ms'>> }
+  // Force-talk: a cast member speaks now (the cast bar).
+  | { type: 'trigger_character'; data: { character_id: string } }
+  // Message operations (docs/protocol.md, "Message operations").
+  | { type: 'playback_position'; data: { message_id: string; played_ms: number } }
+  | { type: 'regenerate'; data: { message_id?: string } }
+  | { type: 'select_alternative'; data: { message_id: string; index: number } }
+  | { type: 'continue'; data: { message_id: string } }
+  | { type: 'edit_message'; data: { message_id: string; content: string } }
+  | { type: 'delete_message'; data: { message_id: string } }
 ) & { request_id?: string };
 
 /** GET /api/voices/engines */
 export interface EngineVoices {
-  engines: Array<{ engine: string; sample_rate: number; default_voice: string; voices: string[] }>;
+  /** The one rate all speech audio leaves at. */
+  output_sample_rate?: number;
+  /** Every configured engine, the default first; `methods`: the voice methods it can speak. */
+  engines: Array<{ engine: string; default?: boolean; sample_rate: number; default_voice: string; methods?: string[]; voices: string[] }>;
 }
