@@ -83,6 +83,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await context?.close();
   context = undefined;
+  await chorus.settled();
   assert.deepEqual(pageErrors, [], 'the page threw');
   assert.deepEqual(dialogs, [], 'the page opened a dialog (alert/confirm)');
 });

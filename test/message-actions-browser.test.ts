@@ -55,6 +55,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await context?.close();
+  await chorus.settled();
   context = undefined;
   assert.deepEqual(pageErrors, [], 'the page threw');
 });

@@ -11,6 +11,7 @@ import type { WebSocketRouter } from '../../src/session/router.ts';
 import type { SttEngine } from '../../src/transcribe/engine.ts';
 import { loadVad } from '../../src/transcribe/vad.ts';
 import { VoiceResolver } from '../../src/speech/voices.ts';
+import { eventually } from './eventually.ts';
 import type { ClipStore } from '../../src/speech/clip-store.ts';
 
 export interface ChorusUnderTest {
@@ -18,6 +19,12 @@ export interface ChorusUnderTest {
   wsUrl: string;
   repo: Repo;
   sessions: Set<WebSocketRouter>;
+  /**
+   * Resolves once every socket opened so far has closed and its session has stored what it will
+   * (a reply is stored when its playback ends or is cut, so it can land after the client left):
+   * a test that resets the database calls it first, so nothing of the last test arrives after.
+   */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -27,7 +34,13 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
   const repo = new Repo(opts.database);
   const tts = opts.tts && { engine: opts.tts, voices: new VoiceResolver(repo, opts.tts, logger, opts.clips), audioLeadMs: config.tts.audioLeadMs, lookahead: config.tts.lookahead };
   const stt = opts.stt && { engine: opts.stt, vad: await loadVad(), config: config.stt };
-  const sessions = new Set<WebSocketRouter>();
+  const opened: WebSocketRouter[] = [];
+  const sessions = new (class extends Set<WebSocketRouter> {
+    override add(router: WebSocketRouter): this {
+      opened.push(router);
+      return super.add(router);
+    }
+  })();
   const app = await buildApp({ config, database: opts.database, repo, llm: createLlm(config.llm), logger, tts, stt, sessions, clips: opts.clips });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
@@ -37,6 +50,11 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
     wsUrl: `ws://127.0.0.1:${address.port}/ws`,
     repo,
     sessions,
+    settled: async () => {
+      await eventually(async () => (sessions.size === 0 ? true : undefined), 'every test socket to close');
+      // Each has begun closing (on its socket's close): close() returns that same closing.
+      await Promise.all(opened.splice(0).map((router) => router.close()));
+    },
     close: async () => {
       await app.close();
     },
