@@ -185,6 +185,7 @@ function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Soc
     maxMessageBytes: deps.config.maxMessageBytes,
     greetOnStart,
     tts: deps.tts,
+    narration: deps.config.narration,
     stt: deps.stt,
     logger: deps.logger,
     spool: deps.spool,
@@ -229,6 +230,7 @@ async function engineVoices(tts: SessionDeps['tts']) {
         default_voice: engine.defaultVoice.engineVoice,
         methods: engine.methods ?? ['preset'],
         voices: await engine.listVoices(),
+        ...(engine.describeVoices ? { voice_labels: await engine.describeVoices() } : {}),
       })),
     ),
   };

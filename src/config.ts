@@ -4,6 +4,8 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { isLoopbackHost, parseAllowedHost, parseAllowedOrigin } from './http/hosts.ts';
 import type { RateLimits } from './session/rate-limiter.ts';
+import { narrationModes } from './protocol.ts';
+import type { NarrationDefaults } from './speech/narration.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
@@ -103,6 +105,10 @@ const envSchema = z.object({
   AUDIO_LEAD_MS: int(0, 600_000).default(1500),
   // Sentences synthesized ahead of the one being spoken, so none waits for its first byte.
   TTS_LOOKAHEAD: int(0, 8).default(2),
+  // What of a reply is spoken, for characters whose `narration` is null (src/speech/narration.ts).
+  NARRATION: z.enum(narrationModes).default('all'),
+  // The stored voice (voices-table key) narration speaks in, for characters without a narrator_voice.
+  NARRATOR_VOICE: z.preprocess(emptyToUndefined, z.string().min(1).optional()),
   // The one rate every engine's audio is resampled to before it leaves (the original client assumes 24 kHz).
   OUTPUT_SAMPLE_RATE: int(8000, 48_000).default(24_000),
 
@@ -190,6 +196,8 @@ export interface Config {
     /** The rate all speech audio leaves at, whatever each engine's own rate. */
     outputSampleRate: number;
   };
+  /** Defaults for characters whose narration / narrator_voice is null. */
+  narration: NarrationDefaults;
   stt: {
     /** `none` when nothing is configured: speech input answers with SPEECH_INPUT_NOT_CONFIGURED. */
     engine: 'openai' | 'whisper' | 'none';
@@ -292,6 +300,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       lookahead: e.TTS_LOOKAHEAD,
       outputSampleRate: e.OUTPUT_SAMPLE_RATE,
     },
+    narration: { mode: e.NARRATION, narratorVoice: e.NARRATOR_VOICE ?? null },
     stt: sttConfig(e),
   };
 }

@@ -105,6 +105,14 @@ export const characterBookSchema = jsonValue.pipe(
 );
 export type CharacterBook = z.infer<typeof characterBookSchema>;
 
+/**
+ * What of a character's replies is spoken (src/speech/narration.ts): `all` (everything, actions
+ * included), `dialogue_only` (only quoted dialogue), `narrated` (dialogue in the character's voice,
+ * *actions* and unquoted text in the narrator voice). Code and URLs are never spoken.
+ */
+export const narrationModes = ['all', 'dialogue_only', 'narrated'] as const;
+export type NarrationMode = (typeof narrationModes)[number];
+
 export const characterSchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -116,6 +124,9 @@ export const characterSchema = z.object({
   last_message: z.string().nullable(),
   /** How readily the character speaks up unaddressed, 0–1 (SillyTavern's talkativeness). */
   talkativeness: z.number(),
+  /** What of its replies is spoken (null = NARRATION); its narrator voice (null = NARRATOR_VOICE). */
+  narration: z.enum(narrationModes).nullable(),
+  narrator_voice: z.string().nullable(),
   // Character Card V2/V3 fields (docs/protocol.md, Character).
   description: z.string(),
   personality: z.string(),
@@ -262,6 +273,8 @@ const characterIdList = z.array(z.union([id, z.object({ id }).transform((c) => c
 export const characterCreateSchema = z.strictObject({
   name: storableText().trim().min(1, 'name must not be blank').max(100),
   voice: nullableText(200),
+  narration: z.enum(narrationModes).nullable().optional(),
+  narrator_voice: nullableText(200),
   system_prompt: text(20_000).optional(),
   image_url: nullableText(3_000_000),
   images: z.array(text(3_000_000)).max(20).optional(),
@@ -397,7 +410,14 @@ export const loadConversationSchema = conversationIdSchema;
 export const sessionSettingsSchema = z.object({ user_name: storableText().trim().min(1).max(64) });
 /** Force-talk: the character speaks now, without a user message (even when muted). */
 export const triggerCharacterSchema = z.object({ character_id: id });
-export const previewVoiceSchema = z.object({ voice: id, text: storableText().trim().min(1).max(1000).optional() });
+/**
+ * An unsaved voice as the editor has it (a preview before saving): the stored voice's fields,
+ * each optional with the stored defaults, `voice` its name if it has one; never `audio_tokens`.
+ */
+export const voiceDefinitionSchema = voiceCreateSchema.omit({ audio_tokens: true }).extend({ voice: voiceCreateSchema.shape.voice.optional() });
+export type VoiceDefinition = z.infer<typeof voiceDefinitionSchema>;
+/** `voice`: a stored voice's key (as old clients send) or an unsaved definition (an object). */
+export const previewVoiceSchema = z.object({ voice: z.union([id, voiceDefinitionSchema]), text: storableText().trim().min(1).max(1000).optional() });
 // Message operations (docs/protocol.md, "Message operations").
 /** How much of a message's audio the client played, sent just before `interrupt`. */
 export const playbackPositionSchema = z.object({ message_id: z.uuid(), played_ms: z.number().min(0).max(86_400_000) });
@@ -551,8 +571,21 @@ export const serverMessageSchema = z.discriminatedUnion(
 /** Human-readable summary of a zod error that names each offending field. */
 export function describeZodError(error: z.ZodError, prefix = 'data'): string {
   return error.issues
+    .flatMap(unionBranch)
     .map((i) => `${[prefix, ...i.path].join('.')}: ${i.message}`)
     .join('; ');
+}
+
+/**
+ * A union's failure as the issues of the one branch the value was meant for (the only branch
+ * whose failure is not "wrong type" at its root), e.g. a voice definition's own bad field
+ * rather than "Invalid input"; otherwise the union's issue as it is.
+ */
+function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union') return [issue];
+  const meant = issue.errors.filter((branch) => !branch.every((i) => i.code === 'invalid_type' && i.path.length === 0));
+  if (meant.length !== 1) return [issue];
+  return meant[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] }));
 }
 
 // Audio constants of the wire (protocol.md, Conventions).

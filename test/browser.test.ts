@@ -414,18 +414,12 @@ describe('characters and voices', () => {
     await form.locator('select[name="engine_voice"]').selectOption('en-us+m3');
     await form.locator('input[aria-label="speed"]').fill('0.8');
     await form.locator('input[aria-label="pitch"]').fill('0.6');
-    await form.locator('summary').click();
-    await form.locator('select[name="method"]').selectOption('description');
-    await form.locator('textarea[name="speaker_desc"]').fill('A low, slow sea captain.');
-    await form.locator('textarea[name="scene_prompt"]').fill('On a windy deck.');
-    await form.locator('input[name="audio_path"]').fill('voices/captain.wav');
-    await form.locator('input[name="text_path"]').fill('voices/captain.txt');
     await form.locator('.save').click();
     await panel.locator('.voice-row', { hasText: 'captain-low' }).waitFor();
     let voice = (await rest<Voice>('GET', '/api/voices/captain-low')).body;
     assert.deepEqual(
-      { e: voice.engine, ev: voice.engine_voice, s: voice.speed, p: voice.pitch, m: voice.method, d: voice.speaker_desc, sc: voice.scene_prompt, a: voice.audio_path, t: voice.text_path },
-      { e: 'espeak', ev: 'en-us+m3', s: 0.8, p: 0.6, m: 'description', d: 'A low, slow sea captain.', sc: 'On a windy deck.', a: 'voices/captain.wav', t: 'voices/captain.txt' },
+      { e: voice.engine, ev: voice.engine_voice, s: voice.speed, p: voice.pitch, m: voice.method, a: voice.audio_path, t: voice.text_path },
+      { e: 'espeak', ev: 'en-us+m3', s: 0.8, p: 0.6, m: 'preset', a: null, t: null },
     );
 
     // Edit.
@@ -436,11 +430,14 @@ describe('characters and voices', () => {
     assert.equal(voice.speed, 1.25);
     await panel.locator(`form.voice-form[data-updated-at="${voice.updated_at}"]`).waitFor(); // the editor shows the saved record
 
-    // Preview plays through the normal audio path.
+    // Preview plays the form's settings (a definition) through the normal audio path.
     await form.locator('input[name="preview_text"]').fill('Ahoy there.');
     await form.locator('button.preview').click();
     const preview = await proxy.waitFor(() => conn.clientMessages('preview_voice')[0], 'preview_voice');
-    assert.deepEqual(preview.data, { voice: 'captain-low', text: 'Ahoy there.' });
+    assert.deepEqual(preview.data, {
+      voice: { voice: 'captain-low', engine: 'espeak', engine_voice: 'en-us+m3', speed: 1.25, pitch: 0.6, method: 'preset', speaker_desc: null, scene_prompt: null },
+      text: 'Ahoy there.',
+    });
     await proxy.waitFor(() => conn.serverMessages('audio_stream_stop').length === 1, 'the preview audio');
     const id = serverMessageIds(conn, 'audio_stream_start')[0]!;
     const frames = serverAudio(conn, id).frames;

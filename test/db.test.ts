@@ -106,6 +106,8 @@ for (const { name, database } of databases) {
             last_message: null,
             // The card fields' defaults (docs/protocol.md, Character).
             talkativeness: 0.5,
+            narration: null,
+            narrator_voice: null,
             description: '',
             personality: '',
             scenario: '',

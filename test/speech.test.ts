@@ -156,6 +156,17 @@ describe('espeak speech', () => {
     assert.ok(body.engines[0]?.voices.includes('en-us+f3'));
     assert.ok(body.engines[0]?.voices.includes('en-gb-x-rp'));
   });
+
+  test('GET /api/voices/engines names espeak voices by language and variant', async () => {
+    type Labelled = { voices: string[]; voice_labels?: Array<{ voice: string; language: string; variant: string | null }> };
+    const [espeakInfo] = ((await (await fetch(`${withEspeak.httpUrl}/api/voices/engines`)).json()) as { engines: Labelled[] }).engines;
+    const labels = new Map(espeakInfo?.voice_labels?.map((l) => [l.voice, l]));
+    assert.deepEqual([...labels.keys()], espeakInfo?.voices, 'one label per voice id, in the same order');
+    assert.deepEqual(labels.get('en-us+f3'), { voice: 'en-us+f3', language: 'English (America)', variant: 'female 3' });
+    assert.deepEqual(labels.get('de'), { voice: 'de', language: 'German', variant: null });
+    const [openaiInfo] = ((await (await fetch(`${withOpenai.httpUrl}/api/voices/engines`)).json()) as { engines: Labelled[] }).engines;
+    assert.equal(openaiInfo?.voice_labels, undefined, 'an engine that has no names for its voices lists ids only');
+  });
 });
 
 describe('openai speech', () => {

@@ -136,15 +136,16 @@ export class Repo {
 
   /** Changes only the fields given (drizzle skips undefined ones); the id never changes. */
   async updateCharacter(input: CharacterUpdate): Promise<Character> {
-    const { id, voice, ...fields } = input;
+    const { id, voice, narrator_voice: narratorVoice, ...fields } = input;
     return this.db.transaction(async (tx) => {
       // New extensions carrying a talkativeness set it, unless talkativeness itself is given.
       const talkativeness = fields.talkativeness ?? talkativenessOf(fields.extensions);
       const changes = { ...fields, ...(talkativeness === undefined ? {} : { talkativeness }), updated_at: now() };
       const voiceChange = voice === undefined ? {} : { voice: await existingVoice(tx, voice) };
+      const narratorChange = narratorVoice === undefined ? {} : { narrator_voice: await existingVoice(tx, narratorVoice) };
       const rows = await tx
         .update(characters)
-        .set({ ...changes, ...voiceChange })
+        .set({ ...changes, ...voiceChange, ...narratorChange })
         .where(eq(characters.id, id))
         .returning();
       return toCharacter(found(rows, `character "${id}"`));
@@ -480,6 +481,7 @@ export class Repo {
  */
 async function insertCharacter(tx: Db, input: CharacterImport): Promise<Character> {
   const voice = await existingVoice(tx, input.voice);
+  const narratorVoice = await existingVoice(tx, input.narrator_voice);
   const id = await nextCharacterId(tx, slugify(input.name));
   const rows = await tx
     .insert(characters)
@@ -487,6 +489,8 @@ async function insertCharacter(tx: Db, input: CharacterImport): Promise<Characte
       id,
       name: input.name,
       voice,
+      narration: input.narration ?? null,
+      narrator_voice: narratorVoice,
       system_prompt: input.system_prompt ?? '',
       image_url: input.image_url ?? null,
       images: input.images ?? [],

@@ -3,7 +3,7 @@
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, messageStatuses, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -45,6 +45,9 @@ export const characters = pgTable(
     is_active: boolean().notNull().default(true),
     last_message: text(),
     talkativeness: doublePrecision().notNull().default(0.5),
+    /** What of its replies is spoken (null = the NARRATION default) and the narrator's voice (null = NARRATOR_VOICE). */
+    narration: text({ enum: narrationModes }),
+    narrator_voice: text().references(() => voices.voice, { onDelete: 'set null', onUpdate: 'cascade' }),
     // Character Card V2/V3 fields (an imported card's, or given by create/update).
     description: text().notNull().default(''),
     personality: text().notNull().default(''),
@@ -64,7 +67,11 @@ export const characters = pgTable(
     ...timestamps,
   },
   // Deleting a voice sets its characters' voice to null: the index spares a full scan.
-  (t) => [index('characters_voice_idx').on(t.voice)],
+  (t) => [
+    index('characters_voice_idx').on(t.voice),
+    index('characters_narrator_voice_idx').on(t.narrator_voice),
+    check('characters_narration_check', sql`${t.narration} in (${oneOf(narrationModes)})`),
+  ],
 );
 
 /** Who the user speaks as: `{{user}}` is the name, the description goes into the prompt. */

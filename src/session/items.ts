@@ -2,12 +2,19 @@
 // AudioChunk). Every item carries its message and the generation it was made in: an interrupt
 // bumps the session's generation, and any stage drops items of an older one.
 
+import type { VoiceDefinition } from '../protocol.ts';
+import type { CharacterNarration } from '../speech/narration.ts';
+
 /** Who is speaking a message, and with which stored voice (a voices-table key, or null). */
 export interface Speaker {
   character_id: string;
   character_name: string;
   message_id: string;
   voice: string | null;
+  /** An unsaved voice to speak with instead of the stored one (a preview of the editor's settings). */
+  definition?: VoiceDefinition;
+  /** The character's narration settings (null fields = NARRATION / NARRATOR_VOICE); absent = speak all. */
+  narration?: CharacterNarration;
 }
 
 /** Turn → Speech: a sentence to synthesize, or the end of a message's sentences. */

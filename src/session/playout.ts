@@ -25,6 +25,7 @@
 import type { Logger } from 'pino';
 import { SentenceSplitter } from '../llm/sentences.ts';
 import type { ErrorCode } from '../protocol.ts';
+import { Narration, type NarrationDefaults, narrationOf, type SpokenPart } from '../speech/narration.ts';
 import { Speech, type SpeechDeps } from '../speech/speech.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
 import { AudioStreamer } from './audio-streamer.ts';
@@ -50,9 +51,15 @@ export interface PlayoutDeps {
   logger: Logger;
   /** Told when a message's first audio frame is sent (for metrics). */
   onFirstFrame?: (speaker: Speaker) => void;
+  /** NARRATION / NARRATOR_VOICE; absent = speak all (in the speaker's voice). */
+  narration?: NarrationDefaults | undefined;
 }
 
-/** Where a sentence sits in its message's text, and how much audio it has. */
+/**
+ * Where a spoken part of a sentence (or a stretch not spoken: narration in dialogue_only, code,
+ * URLs; it has no audio) sits in its message's text, and how much audio it has. Records tile the
+ * spoken text in order, so what was heard maps back to a prefix of the text.
+ */
 interface SentenceRecord {
   start: number;
   end: number;
@@ -64,6 +71,7 @@ interface SentenceRecord {
 /** What an utterance needs of its playout. */
 interface UtteranceOwner {
   readonly voiced: boolean;
+  readonly narration: NarrationDefaults;
   queue(item: SentenceItem): void;
   finished(utterance: Utterance): void;
 }
@@ -84,6 +92,10 @@ export class Utterance {
   readonly finished: Promise<PlaybackFinished>;
   private text = '';
   private readonly splitter = new SentenceSplitter();
+  /** What of each sentence is spoken, and by whom: quotes and *actions* may span sentences. */
+  private readonly narration: Narration;
+  /** The speakers of the parts: the character, and its narrator voice. */
+  private readonly voices: Record<SpokenPart['voice'], Speaker>;
   private readonly sentences: SentenceRecord[] = [];
   private cursor = 0;
   /** Frames sent: when the client plays each, for how long (performance.now ms). */
@@ -101,6 +113,10 @@ export class Utterance {
     private readonly owner: UtteranceOwner,
   ) {
     this.finished = new Promise((resolve) => (this.resolve = resolve));
+    const settings = narrationOf(speaker.narration, owner.narration);
+    this.narration = new Narration(speaker.narration ? settings.mode : 'all'); // a preview speaks all
+    const { definition: _characterVoiceOnly, ...narrator } = speaker;
+    this.voices = { character: speaker, narrator: { ...narrator, voice: settings.narratorVoice } };
   }
 
   /** The text generated so far. */
@@ -163,15 +179,29 @@ export class Utterance {
 
   // ------------------------------------------------------------------------------------------
 
+  /** A sentence: each of its spoken parts is a record and a sentence item of its own, in order. */
   private speak(sentence: string): void {
     const at = this.text.indexOf(sentence, this.cursor);
     const start = at < 0 ? this.cursor : at;
     const end = at < 0 ? this.text.length : at + sentence.length;
+    const before = this.text.slice(this.cursor, start);
     this.cursor = end;
-    const index = this.sentences.push({ start, end, audioMs: 0, done: false }) - 1;
-    if (this.owner.voiced) {
-      this.owner.queue({ kind: 'sentence', speaker: this.speaker, generation: this.generation, turn: this.turn, sentence_index: index, text: sentence });
+    const offset = (i: number) => Math.min(end, start + i);
+    let from = start;
+    for (const part of this.narration.parts(sentence, before)) {
+      this.unspoken(from, offset(part.start));
+      from = offset(part.end);
+      const index = this.sentences.push({ start: offset(part.start), end: from, audioMs: 0, done: false }) - 1;
+      if (this.owner.voiced) {
+        this.owner.queue({ kind: 'sentence', speaker: this.voices[part.voice], generation: this.generation, turn: this.turn, sentence_index: index, text: part.text });
+      }
     }
+    this.unspoken(from, end);
+  }
+
+  /** Text not spoken: recorded without audio, so it counts as heard once what follows it is. */
+  private unspoken(start: number, end: number): void {
+    if (this.text.slice(start, end).trim() !== '') this.sentences.push({ start, end, audioMs: 0, done: false });
   }
 
   /** Audio of this message played by `now`: the client's word, else the playback clock's. */
@@ -238,8 +268,10 @@ export class Playout implements UtteranceOwner {
   /** Utterances not finished yet, by message id. */
   private readonly live = new Map<string, Utterance>();
   private readonly idleListeners = new Set<() => void>();
+  readonly narration: NarrationDefaults;
 
   constructor(deps: PlayoutDeps) {
+    this.narration = deps.narration ?? { mode: 'all', narratorVoice: null };
     this.audio = new RecordedAudioQueue((item) => this.noteAudio(item));
     if (!deps.tts) return;
     const generation = () => this.gen;

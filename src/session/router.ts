@@ -22,6 +22,7 @@ import { AsyncQueue } from '../util/async-queue.ts';
 import { JsonInputError, parseJson } from '../util/json.ts';
 import type { Config } from '../config.ts';
 import type { TtsEngine } from '../speech/engine.ts';
+import type { NarrationDefaults } from '../speech/narration.ts';
 import type { VoiceResolver } from '../speech/voices.ts';
 import { ConversationLog } from './conversation-log.ts';
 import type { MessageSpool } from './message-spool.ts';
@@ -42,6 +43,8 @@ export interface SessionDeps {
   maxMessageBytes: number;
   /** Speech output; absent when TTS_ENGINE=none (text only). */
   tts: { engine: TtsEngine; voices: VoiceResolver; audioLeadMs: number; lookahead?: number } | undefined;
+  /** NARRATION / NARRATOR_VOICE: how replies of characters without their own setting are spoken; absent = all. */
+  narration?: NarrationDefaults;
   /** Whether the session's first (new) conversation opens with greetings; `/ws?greetings=off` says no. */
   greetOnStart?: boolean;
   /** Speech input; absent when STT_ENGINE=none. */
@@ -87,7 +90,7 @@ const handlers = new Map<string, Handler<z.ZodType>>(Object.entries({
   refresh_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
   refresh_active_characters: handler(p.emptySchema, (r, _d, req) => r.refreshCast(req)),
   trigger_character: handler(p.triggerCharacterSchema, (r, d: { character_id: string }, req) => r.triggerCharacter(d.character_id, req)),
-  preview_voice: handler(p.previewVoiceSchema, (r, d: { voice: string; text?: string }, req) => r.previewVoice(d.voice, d.text, req)),
+  preview_voice: handler(p.previewVoiceSchema, (r, d: { voice: string | p.VoiceDefinition; text?: string }, req) => r.previewVoice(d.voice, d.text, req)),
   // Immediate, like the binary audio frames they switch on and off, so frames keep their order relative to them.
   start_listening: handler(p.emptySchema, (r, _d, req) => r.listen(true, req), false),
   stop_listening: handler(p.emptySchema, (r, _d, req) => r.listen(false, req), false),
@@ -188,6 +191,7 @@ export class WebSocketRouter {
     this.playout = new Playout({
       writer: this.writer,
       tts: deps.tts,
+      narration: deps.narration,
       error: (code: ErrorCode, message: string) => this.error(code, message),
       logger: this.logger,
       onFirstFrame: () => this.firstAudioSent(),
@@ -582,11 +586,19 @@ export class WebSocketRouter {
     else this.transcribe.stopListening();
   }
 
-  /** Speaks a sample of a stored voice through the same path as a reply. */
-  async previewVoice(voice: string, text: string | undefined, req: Request): Promise<void> {
+  /**
+   * Speaks a sample through the same path as a reply: of a stored voice (its key), or of an
+   * unsaved definition (the editor's settings before saving), resolved as a stored one would be.
+   */
+  async previewVoice(voice: string | p.VoiceDefinition, text: string | undefined, req: Request): Promise<void> {
     if (!this.deps.tts) {
       this.error('tts_error', 'Speech output is off (TTS_ENGINE=none): there is nothing to preview with.', req);
       return;
+    }
+    if (typeof voice !== 'string') {
+      const name = voice.voice ?? 'unsaved voice';
+      const speaker = { character_id: '', character_name: name, message_id: randomUUID(), voice: voice.voice ?? null, definition: voice };
+      return this.playout.say(speaker, text ?? `Hello! This is how the voice ${name} sounds.`);
     }
     try {
       await this.deps.repo.getVoice(voice);

@@ -121,7 +121,13 @@ export class ConversationTurn {
   private async runReply(plan: ReplyPlan): Promise<boolean> {
     const { chat, send, signal, cast, playout } = this.ctx;
     const { character } = plan;
-    const speaker: Speaker = { character_id: character.id, character_name: character.name, message_id: plan.messageId, voice: character.voice };
+    const speaker: Speaker = {
+      character_id: character.id,
+      character_name: character.name,
+      message_id: plan.messageId,
+      voice: character.voice,
+      narration: { narration: character.narration, narrator_voice: character.narrator_voice },
+    };
     const ids = { character_id: speaker.character_id, character_name: speaker.character_name, message_id: speaker.message_id };
     const before = plan.extends?.content ?? '';
     const utterance = playout.open(speaker, this.ctx.turn);

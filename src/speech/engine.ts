@@ -32,6 +32,13 @@ export interface EngineVoice {
   fallback?: string | undefined;
 }
 
+/** An engine voice id with its language's name and its variant's (null: the language's own voice). */
+export interface VoiceLabel {
+  voice: string;
+  language: string;
+  variant: string | null;
+}
+
 export interface TtsEngine {
   readonly name: TtsEngineName;
   /** Sample rate of the PCM that synthesize() yields. */
@@ -45,6 +52,8 @@ export interface TtsEngine {
   synthesize(text: string, voice: EngineVoice, signal: AbortSignal): AsyncIterable<Buffer>;
   /** The engine's own voice ids a client can offer. */
   listVoices(): Promise<string[]>;
+  /** The same voices named for people (language and variant), when the engine knows them (espeak). */
+  describeVoices?(): Promise<VoiceLabel[]>;
   /** The voice used when a character has none. */
   readonly defaultVoice: EngineVoice;
   close(): Promise<void>;

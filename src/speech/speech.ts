@@ -118,7 +118,8 @@ export class Speech {
     const { engine } = this.deps;
     const synthesis: Synthesis = new Synthesis(
       async (signal) => {
-        const voice = await this.deps.voices.resolve(item.speaker.voice);
+        const { definition } = item.speaker;
+        const voice = await (definition ? this.deps.voices.fromUnsaved(definition) : this.deps.voices.resolve(item.speaker.voice));
         if (voice.fallback !== undefined) this.warnOnce(item.speaker.voice ?? '', voice.fallback);
         return timed(engine.synthesize(text, voice, signal));
       },

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { crudChanges } from '../db/handlers.ts';
 import type { Repo } from '../db/repo.ts';
 import { NotFoundError } from '../db/repo.ts';
-import type { Voice } from '../protocol.ts';
+import type { Voice, VoiceDefinition } from '../protocol.ts';
 import type { ClipStore } from './clip-store.ts';
 import type { EngineVoice, TtsEngine } from './engine.ts';
 import { TtsRegistry } from './registry.ts';
@@ -34,6 +34,23 @@ export class VoiceResolver {
       this.cache.set(voice, found);
     }
     return found;
+  }
+
+  /** An unsaved definition (a preview), with the defaults a stored voice gets; never cached. */
+  fromUnsaved(definition: VoiceDefinition): Promise<EngineVoice> {
+    const { voice, method, audio_path, text_path, speaker_desc, scene_prompt, engine, engine_voice, speed, pitch } = definition;
+    return this.fromDefinition({
+      voice: voice ?? 'unsaved voice',
+      method: method ?? 'preset',
+      audio_path: audio_path ?? null,
+      text_path: text_path ?? null,
+      speaker_desc: speaker_desc ?? null,
+      scene_prompt: scene_prompt ?? null,
+      engine: engine ?? null,
+      engine_voice: engine_voice ?? null,
+      speed: speed ?? 1,
+      pitch: pitch ?? 1,
+    });
   }
 
   /** A voice definition as it would be spoken (stored or not: previews of unsaved settings). */

@@ -1,6 +1,6 @@
 // The wire types, taken from the server's own schemas (src/protocol.ts) so client and server
 // share one source. Type-only imports: nothing of zod reaches the bundle.
-import type { CastSettings, INPUT_SAMPLE_RATE as ServerInputRate, ModelSettings } from '../../src/protocol.ts';
+import type { CastSettings, INPUT_SAMPLE_RATE as ServerInputRate, ModelSettings, VoiceDefinition } from '../../src/protocol.ts';
 
 export type {
   CastSettings,
@@ -21,6 +21,7 @@ export type {
   SttState,
   Voice,
   VoiceCreate,
+  VoiceDefinition,
   VoiceUpdate,
 } from '../../src/protocol.ts';
 
@@ -37,7 +38,7 @@ export type ClientMessage = (
   | { type: 'clear_history' }
   | { type: 'load_conversation'; data: { conversation_id: string } }
   | { type: 'refresh_active_characters' }
-  | { type: 'preview_voice'; data: { voice: string; text?: string } }
+  | { type: 'preview_voice'; data: { voice: string | VoiceDefinition; text?: string } }
   | { type: 'start_listening' }
   | { type: 'stop_listening' }
   // The conversation's persona and lorebooks (the CRUD update_conversation, which a session applies to its own conversation).
@@ -58,5 +59,12 @@ export interface EngineVoices {
   /** The one rate all speech audio leaves at. */
   output_sample_rate?: number;
   /** Every configured engine, the default first; `methods`: the voice methods it can speak. */
-  engines: Array<{ engine: string; default?: boolean; sample_rate: number; default_voice: string; methods?: string[]; voices: string[] }>;
+  engines: Array<{ engine: string; default?: boolean; sample_rate: number; default_voice: string; methods?: string[]; voices: string[]; voice_labels?: VoiceLabel[] }>;
+}
+
+/** An engine voice named for people (espeak): its language, and its variant (null: the language's own voice). */
+export interface VoiceLabel {
+  voice: string;
+  language: string;
+  variant: string | null;
 }

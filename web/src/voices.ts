@@ -1,17 +1,30 @@
-// The Voices panel: list, create and edit voices — the TTS engine, the engine's own voice id
-// (picked from the list the server's engine offers, GET /api/voices/engines), speed and pitch,
-// and the original system's fields (method, audio_path, text_path, speaker_desc,
-// scene_prompt) — delete one after confirming, and hear it (`preview_voice`, played through
-// the normal audio path).
+// The Voices panel: list, create and edit voices — one of the configured TTS engines
+// (GET /api/voices/engines), the method and its own fields (preset: the engine's voice, espeak's
+// by language and variant; clone: a reference clip and its transcript; description: speaker and
+// scene), speed and pitch — delete one after confirming, and hear the settings as edited, before
+// saving (`preview_voice` with a definition, played through the normal audio path, the panel open).
 import { api } from './api.ts';
 import { type ClipRecording, startRecording } from './clip-recorder.ts';
 import { h, icon, replace } from './dom.ts';
 import type { Store } from './store.ts';
-import type { ClientMessage, EngineVoices, Voice, VoiceCreate } from './types.ts';
+import type { ClientMessage, EngineVoices, Voice, VoiceCreate, VoiceDefinition } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
-const METHODS = ['preset', 'description', 'clone'] as const;
-const ENGINES = ['espeak', 'openai', 'higgs', 'higgs-v2'] as const;
+const METHODS = ['preset', 'clone', 'description'] as const;
+type Method = (typeof METHODS)[number];
+const METHOD_LABELS = new Map<string, string>([
+  ['preset', 'Preset (an engine voice)'],
+  ['clone', 'Clone (from a reference clip)'],
+  ['description', 'Description (a written speaker and scene)'],
+]);
+
+type EngineInfo = EngineVoices['engines'][number];
+
+/** How an engine voice id reads in the list: espeak's by language and variant, others by id. */
+function voiceNamer(info: EngineInfo | undefined): (id: string) => string {
+  const labels = new Map((info?.voice_labels ?? []).map((l) => [l.voice, l.variant ? `${l.language}, ${l.variant}` : l.language]));
+  return (id) => labels.get(id) ?? id;
+}
 
 export function openVoices(store: Store, send: (message: ClientMessage) => boolean, beforePreview: () => void): void {
   let selected: Voice | null = null;
@@ -48,9 +61,9 @@ export function openVoices(store: Store, send: (message: ClientMessage) => boole
           await Promise.all([store.reloadVoices(), store.reloadCharacters()]);
           edit(null);
         },
-        preview: (key, text) => {
+        preview: (definition, text) => {
           beforePreview();
-          if (!send({ type: 'preview_voice', data: text ? { voice: key, text } : { voice: key } })) toast('Not connected: the preview cannot play right now.', 'error');
+          if (!send({ type: 'preview_voice', data: text ? { voice: definition, text } : { voice: definition } })) toast('Not connected: the preview cannot play right now.', 'error');
         },
       }),
     );
@@ -80,25 +93,33 @@ export function openVoices(store: Store, send: (message: ClientMessage) => boole
 interface FormActions {
   saved(voice: Voice): Promise<void>;
   deleted(): Promise<void>;
-  preview(voice: string, text: string): void;
+  preview(voice: VoiceDefinition, text: string): void;
 }
 
 function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActions): HTMLElement {
   const key = h('input', { type: 'text', class: 'input', name: 'voice', required: true, maxLength: 200, value: voice?.voice ?? '', readOnly: voice !== null, placeholder: 'e.g. mira-warm' });
-  // Only the engines this server has configured (GET /api/voices/engines); the static list before it answers.
-  const configured = engines.engines.length > 0 ? engines.engines.map((e) => e.engine) : [...ENGINES];
-  const engine = h('select', { class: 'input', name: 'engine' }, h('option', { value: '' }, 'Server default'), configured.map((e) => h('option', { value: e }, e)));
-  engine.value = voice?.engine ?? engines.engines[0]?.engine ?? '';
+  // Only the engines this server has configured (GET /api/voices/engines); a stored voice's own
+  // engine stays listed (marked) when the server no longer has it, so saving does not change it.
+  const defaultEngine = engines.engines.find((e) => e.default) ?? engines.engines[0];
+  const engineInfo = (name: string) => engines.engines.find((e) => e.engine === name) ?? (name === '' ? defaultEngine : undefined);
+  const stale = voice?.engine && !engineInfo(voice.engine) ? [h('option', { value: voice.engine }, `${voice.engine} (not configured)`)] : [];
+  const engine = h(
+    'select',
+    { class: 'input', name: 'engine' },
+    h('option', { value: '' }, defaultEngine ? `Server default (${defaultEngine.engine})` : 'Server default'),
+    engines.engines.map((e) => h('option', { value: e.engine }, e.engine)),
+    stale,
+  );
+  engine.value = voice?.engine ?? defaultEngine?.engine ?? '';
   const engineVoice = h('select', { class: 'input', name: 'engine_voice' });
   const fillEngineVoices = (current: string | null) => {
-    const info = engines.engines.find((e) => e.engine === (engine.value || engines.engines[0]?.engine));
+    const info = engineInfo(engine.value);
     const ids = info ? [...info.voices] : [];
     if (current && !ids.includes(current)) ids.unshift(current);
-    replace(engineVoice, h('option', { value: '' }, info ? `Engine default (${info.default_voice})` : 'Engine default'), ids.map((id) => h('option', { value: id }, id)));
+    const name = voiceNamer(info);
+    replace(engineVoice, h('option', { value: '' }, info ? `Engine default (${name(info.default_voice)})` : 'Engine default'), ids.map((id) => h('option', { value: id }, name(id))));
     engineVoice.value = current ?? '';
   };
-  fillEngineVoices(voice?.engine_voice ?? null);
-  engine.addEventListener('change', () => fillEngineVoices(engineVoice.value || null));
 
   const slider = (name: 'speed' | 'pitch', min: number, max: number, value: number) => {
     const range = h('input', { type: 'range', name, min: String(min), max: String(max), step: '0.05', value: String(value), class: 'range' });
@@ -109,18 +130,37 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
   };
   const speed = slider('speed', 0.25, 4, voice?.speed ?? 1);
   const pitch = slider('pitch', 0, 2, voice?.pitch ?? 1);
-  const method = h('select', { class: 'input', name: 'method' }, METHODS.map((m) => h('option', { value: m }, m)));
-  method.value = voice?.method ?? 'preset';
-  const text = (name: 'audio_path' | 'text_path', value: string | null) => h('input', { type: 'text', class: 'input', name, maxLength: 2000, value: value ?? '' });
-  const area = (name: 'speaker_desc' | 'scene_prompt', value: string | null) => h('textarea', { class: 'input', name, rows: 2, maxLength: 5000, value: value ?? '' });
-  const audioPath = text('audio_path', voice?.audio_path ?? null);
-  const textPath = text('text_path', voice?.text_path ?? null);
-  const speakerDesc = area('speaker_desc', voice?.speaker_desc ?? null);
-  const scenePrompt = area('scene_prompt', voice?.scene_prompt ?? null);
+  const method = h('select', { class: 'input', name: 'method' });
+  // The methods the chosen engine can speak (preset always), and the voice's own if it is another.
+  const fillMethods = (current: string) => {
+    const offered = METHODS.filter((m) => m === 'preset' || m === current || (engineInfo(engine.value)?.methods ?? []).includes(m));
+    replace(method, offered.map((m) => h('option', { value: m }, METHOD_LABELS.get(m) ?? m)));
+    method.value = offered.includes(current as Method) ? current : 'preset';
+  };
+  const area = (name: 'speaker_desc' | 'scene_prompt', value: string | null, placeholder: string) => h('textarea', { class: 'input', name, rows: 2, maxLength: 5000, value: value ?? '', placeholder });
+  const speakerDesc = area('speaker_desc', voice?.speaker_desc ?? null, 'e.g. An old sea captain, gravelly and slow');
+  const scenePrompt = area('scene_prompt', voice?.scene_prompt ?? null, 'e.g. A quiet room, close to the microphone');
 
+  // Each method its own fields: preset the engine's voice, clone a reference clip with its
+  // transcript, description a speaker and a scene. audio_path/text_path (the stored clip's file
+  // names) and audio_tokens are the server's: never shown, never sent on save.
   const clip = cloneFields(voice, actions);
-  const showMethodFields = () => (clip.section.hidden = method.value !== 'clone');
+  const presetFields = h('div', { class: 'method-fields preset-fields' }, field('Engine voice', engineVoice));
+  const descriptionFields = h('div', { class: 'method-fields description-fields' }, field('Speaker description', speakerDesc, 'Who is speaking and how they sound'), field('Scene', scenePrompt, 'Where they are: the recording’s setting'));
+  const sections = new Map<string, HTMLElement>([
+    ['preset', presetFields],
+    ['clone', clip.section],
+    ['description', descriptionFields],
+  ]);
+  const showMethodFields = () => sections.forEach((section, m) => (section.hidden = m !== method.value));
   method.addEventListener('change', showMethodFields);
+  engine.addEventListener('change', () => {
+    fillEngineVoices(engineVoice.value || null);
+    fillMethods(method.value);
+    showMethodFields();
+  });
+  fillEngineVoices(voice?.engine_voice ?? null);
+  fillMethods(voice?.method ?? 'preset');
   showMethodFields();
 
   const previewText = h('input', { type: 'text', class: 'input', name: 'preview_text', maxLength: 1000, placeholder: 'Text to speak (optional)' });
@@ -128,23 +168,42 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
   const save = h('button', { type: 'submit', class: 'btn btn-primary save' }, voice ? 'Save changes' : 'Create voice');
   const orNull = (s: string) => (s.trim() === '' ? null : s.trim());
 
+  /** The settings as edited (not yet saved), or why they cannot be used. */
+  const edited = (): Omit<VoiceCreate, 'voice'> | string => {
+    const speedValue = Number(speed.number.value);
+    const pitchValue = Number(pitch.number.value);
+    if (!(speedValue >= 0.25 && speedValue <= 4)) return 'Speed must be between 0.25 and 4.';
+    if (!(pitchValue >= 0 && pitchValue <= 2)) return 'Pitch must be between 0 and 2.';
+    return {
+      engine: (engine.value || null) as VoiceCreate['engine'],
+      engine_voice: engineVoice.value || null,
+      speed: speedValue,
+      pitch: pitchValue,
+      method: method.value as Method,
+      speaker_desc: orNull(speakerDesc.value),
+      scene_prompt: orNull(scenePrompt.value),
+    };
+  };
+  const preview = () => {
+    formError.textContent = '';
+    const fields = edited();
+    if (typeof fields === 'string') return void (formError.textContent = fields);
+    const name = key.value.trim();
+    // A clone previews with the clip stored for this voice (uploading one updates `voice`).
+    const stored = voice?.audio_path && voice.text_path ? { audio_path: voice.audio_path, text_path: voice.text_path } : {};
+    actions.preview({ ...(name ? { voice: name } : {}), ...fields, ...stored }, previewText.value.trim());
+  };
+
   const form = h(
     'form',
     { class: 'record-form voice-form', noValidate: true, data: { updatedAt: voice?.updated_at ?? '' } },
     h('h3', null, voice ? `Edit ${voice.voice}` : 'New voice'),
     field('Name', key, voice ? 'The name is the voice’s key; characters refer to it.' : 'Characters refer to the voice by this name.'),
-    h('div', { class: 'field-pair' }, field('Engine', engine), field('Engine voice', engineVoice)),
-    h('div', { class: 'field-pair' }, field('Speed', speed.row, '1 = normal'), field('Pitch', pitch.row, '1 = normal (espeak only)')),
+    h('div', { class: 'field-pair' }, field('Engine', engine), field('Method', method)),
+    presetFields,
     clip.section,
-    h(
-      'details',
-      { class: 'more', open: Boolean(voice?.audio_path || voice?.text_path || voice?.scene_prompt) },
-      h('summary', null, 'Original voice fields'),
-      field('Method', method),
-      field('Speaker description', speakerDesc),
-      field('Scene prompt', scenePrompt),
-      h('div', { class: 'field-pair' }, field('Audio path', audioPath), field('Text path', textPath)),
-    ),
+    descriptionFields,
+    h('div', { class: 'field-pair' }, field('Speed', speed.row, '1 = normal'), field('Pitch', pitch.row, '1 = normal (espeak only)')),
     formError,
     h(
       'div',
@@ -152,14 +211,8 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
       save,
       voice ? h('button', { type: 'button', class: 'btn btn-danger delete', onclick: () => void remove() }, icon('trash'), 'Delete') : null,
     ),
-    voice
-      ? h(
-          'div',
-          { class: 'preview-row' },
-          previewText,
-          h('button', { type: 'button', class: 'btn preview', onclick: () => actions.preview(voice.voice, previewText.value.trim()) }, icon('play'), 'Preview'),
-        )
-      : null,
+    // Preview plays the settings as they are in the form, saved or not (preview_voice with a definition).
+    h('div', { class: 'preview-row' }, previewText, h('button', { type: 'button', class: 'btn preview', onclick: preview }, icon('play'), 'Preview')),
   );
 
   const remove = async () => {
@@ -182,27 +235,11 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
       formError.textContent = 'A voice needs a name.';
       return;
     }
-    const speedValue = Number(speed.number.value);
-    const pitchValue = Number(pitch.number.value);
-    if (!(speedValue >= 0.25 && speedValue <= 4)) {
-      formError.textContent = 'Speed must be between 0.25 and 4.';
+    const fields = edited();
+    if (typeof fields === 'string') {
+      formError.textContent = fields;
       return;
     }
-    if (!(pitchValue >= 0 && pitchValue <= 2)) {
-      formError.textContent = 'Pitch must be between 0 and 2.';
-      return;
-    }
-    const fields: Omit<VoiceCreate, 'voice'> = {
-      engine: (engine.value || null) as VoiceCreate['engine'],
-      engine_voice: engineVoice.value || null,
-      speed: speedValue,
-      pitch: pitchValue,
-      method: method.value as (typeof METHODS)[number],
-      audio_path: orNull(audioPath.value),
-      text_path: orNull(textPath.value),
-      speaker_desc: orNull(speakerDesc.value),
-      scene_prompt: orNull(scenePrompt.value),
-    };
     save.disabled = true;
     (voice ? api.updateVoice(voice.voice, fields) : api.createVoice({ voice: name, ...fields }))
       .then(async (result) => {

@@ -30,6 +30,8 @@ export interface VoiceInfo {
   name: string;
   /** Its primary language, e.g. `en-gb`. */
   language: string;
+  /** Its name for people, e.g. `English (America)`. */
+  label: string;
 }
 
 export type WorkerMessage =
@@ -77,7 +79,7 @@ async function loadEspeak(): Promise<EspeakSynth & { variants: Set<string> }> {
 function voiceInfo(entry: EspeakVoiceEntry): VoiceInfo {
   const language = entry.languages[0]?.name ?? entry.identifier;
   const fileName = entry.identifier.slice(entry.identifier.lastIndexOf('/') + 1).toLowerCase();
-  return { name: fileName === language ? language : entry.identifier, language };
+  return { name: fileName === language ? language : entry.identifier, language, label: entry.name.replaceAll('_', ' ').trim() };
 }
 
 /**

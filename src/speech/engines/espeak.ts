@@ -4,7 +4,7 @@
 // (a sentence takes ~10 ms) and streams ~100 ms PCM chunks back as espeak produces them.
 // Aborting drops a queued job, or tells the busy thread (through shared memory) to stop.
 import { Worker } from 'node:worker_threads';
-import type { EngineVoice, TtsEngine } from '../engine.ts';
+import type { EngineVoice, TtsEngine, VoiceLabel } from '../engine.ts';
 import type { SynthRequest, VoiceInfo, WorkerInit, WorkerMessage } from './espeak-worker.ts';
 
 const DEFAULT_VOICE = 'en-us+f3';
@@ -37,24 +37,40 @@ export async function createEspeakEngine(opts: EspeakOptions): Promise<TtsEngine
     await pool.close();
     throw new Error(`espeak default voice: ${message(error)}`);
   }
-  const voiceList = offeredVoices(info);
+  const labelled = offeredVoices(info);
+  const voiceList = labelled.map((v) => v.voice);
   return {
     name: 'espeak',
     sampleRate: info.sampleRate,
     defaultVoice,
     synthesize: (text, voice, signal) => stream(pool, request(text, voice), signal),
     listVoices: async () => [...voiceList],
+    describeVoices: async () => labelled.map((v) => ({ ...v })),
     close: () => pool.close(),
   };
 }
 
-/** Every voice by the name espeak accepts, then English voices with the numbered variants, then en-us with the named ones. */
-function offeredVoices(info: ReadyInfo): string[] {
-  const bases = info.voices.map((v) => v.name);
-  const english = info.voices.filter((v) => v.language.startsWith('en')).map((v) => v.name);
+/**
+ * Every voice by the name espeak accepts, then English voices with the numbered variants, then
+ * en-us with the named ones; each with its language's name and its variant's, for people.
+ */
+function offeredVoices(info: ReadyInfo): VoiceLabel[] {
+  const base = (v: VoiceInfo): VoiceLabel => ({ voice: v.name, language: v.label, variant: null });
+  const withVariant = (v: VoiceInfo, variant: string): VoiceLabel => ({ voice: `${v.name}+${variant}`, language: v.label, variant: variantLabel(variant) });
+  const english = info.voices.filter((v) => v.language.startsWith('en'));
+  const enUs = info.voices.find((v) => v.name === 'en-us') ?? { name: 'en-us', language: 'en-us', label: 'English (America)' };
   const numbered = info.variants.filter((v) => NUMBERED_VARIANT.test(v));
   const named = info.variants.filter((v) => !NUMBERED_VARIANT.test(v) && !/\s/.test(v));
-  return [...bases, ...english.flatMap((b) => numbered.map((v) => `${b}+${v}`)), ...named.map((v) => `en-us+${v}`)];
+  return [...info.voices.map(base), ...english.flatMap((b) => numbered.map((v) => withVariant(b, v))), ...named.map((v) => withVariant(enUs, v))];
+}
+
+const VARIANT_KINDS = new Map([['f', 'female'], ['m', 'male']]);
+
+/** `f3` → `female 3`, `m1` → `male 1`; a named variant by its name (`klatt` → `Klatt`). */
+function variantLabel(variant: string): string {
+  const numbered = /^([fm])(\d+)$/.exec(variant);
+  if (numbered) return `${VARIANT_KINDS.get(numbered[1]!)} ${numbered[2]}`;
+  return variant.charAt(0).toUpperCase() + variant.slice(1).replaceAll('_', ' ');
 }
 
 function request(text: string, voice: EngineVoice): Omit<SynthRequest, 'id'> {
