@@ -181,17 +181,21 @@ describe('chat', () => {
     );
     const conn = await openApp();
     await page.locator('.cast-bar').getByText('Harlan, Mira, Pip').waitFor();
+    // Every state Harlan's bubble passes through, as the page renders it (a MutationObserver sees
+    // each task's result; polling could miss the moment between text and speech).
+    await page.evaluate(() => {
+      const seen: { replying: boolean; status: string; text: string }[] = [];
+      (window as unknown as { __harlanStates: typeof seen }).__harlanStates = seen;
+      new MutationObserver(() => {
+        const el = document.querySelector('.msg-char[data-character-name="Harlan Graves"]');
+        if (!el) return;
+        const state = { replying: el.classList.contains('is-replying'), status: el.querySelector('.msg-status')?.textContent ?? '', text: el.querySelector('.msg-text')?.textContent ?? '' };
+        const last = seen.at(-1);
+        if (!last || last.replying !== state.replying || last.status !== state.status || last.text !== state.text) seen.push(state);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
     await typeAndSend('Hello Harlan, Mira and Pip, how is the evening treating you?');
     await page.locator('.msg-user .msg-text', { hasText: 'Hello Harlan' }).waitFor();
-
-    // Text appears as it streams: Harlan's bubble holds part of the reply while it is replying.
-    const harlan = page.locator('.msg-char[data-character-name="Harlan Graves"]');
-    await page.waitForFunction((full) => {
-      const el = document.querySelector('.msg-char[data-character-name="Harlan Graves"]');
-      const text = el?.querySelector('.msg-text')?.textContent ?? '';
-      return el?.classList.contains('is-replying') && text.length > 0 && text.length < full.length && full.startsWith(text);
-    }, replies.harlan);
-    assert.match((await harlan.locator('.msg-status').textContent()) ?? '', /replying/);
 
     for (const [name, text] of [['Harlan Graves', replies.harlan], ['Mira Vance', replies.mira], ['Pip Sprocket', replies.pip]] as const) {
       const msg = page.locator(`.msg-char[data-character-name="${name}"]`);
@@ -200,6 +204,12 @@ describe('chat', () => {
       assert.equal(await msg.locator('.avatar').textContent(), name[0], 'an initial-letter avatar');
       assert.equal(await msg.locator('.msg-text').textContent(), text);
     }
+    // Text appeared as it streamed: the bubble held part of the reply, marked replying.
+    const states = await page.evaluate(() => (window as unknown as { __harlanStates: { replying: boolean; status: string; text: string }[] }).__harlanStates);
+    assert.ok(
+      states.some((s) => s.replying && /replying/.test(s.status) && s.text.length > 0 && s.text.length < replies.harlan.length && replies.harlan.startsWith(s.text)),
+      `a partial reply marked replying among ${JSON.stringify(states.slice(0, 6))}`,
+    );
     const names = await page.locator('.msg-char .msg-name').allTextContents();
     assert.deepEqual(names, ['Harlan Graves', 'Mira Vance', 'Pip Sprocket']);
     await page.waitForFunction(() => document.querySelectorAll('.msg-char.is-replying').length === 0);

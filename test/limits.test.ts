@@ -89,6 +89,27 @@ describe('connection limits', () => {
     assert.equal((await answering.request({ type: 'ping' })).type, 'pong');
   });
 
+  test('a server stalled past a tick does not hold its own delay against a client whose pong is waiting', async () => {
+    const server = await chorus({ WS_PING_INTERVAL_MS: '50' });
+    const client = await connect(server);
+    // The client answers the first ping at once (ws pongs before it emits 'ping'), then this
+    // process (the server's too) is held busy for four intervals: the heartbeat's next tick comes
+    // before the loop has read that pong. Three pings later the client is still connected.
+    let n = 0;
+    const threePings = new Promise<void>((resolve) =>
+      client.ws.on('ping', () => {
+        if (++n === 1) {
+          const until = performance.now() + 200;
+          while (performance.now() < until);
+        }
+        if (n === 3) resolve();
+      }),
+    );
+    const closed = new Promise<string>((resolve) => client.ws.once('close', () => resolve('closed')));
+    assert.equal(await within(Promise.race([threePings.then(() => 'pinged'), closed]), 'three pings or a close'), 'pinged');
+    assert.equal((await client.request({ type: 'ping' })).type, 'pong');
+  });
+
   test('over MAX_SESSIONS a connection is closed with 1013 and a reason, before any session', async () => {
     const server = await chorus({ MAX_SESSIONS: '2' });
     const first = await connect(server);

@@ -23,15 +23,22 @@ export class Heartbeat {
     clearInterval(this.timer);
   }
 
+  /**
+   * The verdict waits for setImmediate, after the event loop's I/O phase: when this process was
+   * busy past a tick, the timer fires before the pongs already waiting in the sockets are read,
+   * and a stall of our own would otherwise be held against healthy clients.
+   */
   private beat(): void {
-    for (const [ws, alive] of this.alive) {
-      if (!alive) {
-        this.alive.delete(ws);
-        ws.terminate();
-        continue;
+    setImmediate(() => {
+      for (const [ws, alive] of this.alive) {
+        if (!alive) {
+          this.alive.delete(ws);
+          ws.terminate();
+          continue;
+        }
+        this.alive.set(ws, false);
+        ws.ping();
       }
-      this.alive.set(ws, false);
-      ws.ping();
-    }
+    });
   }
 }
