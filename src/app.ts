@@ -87,6 +87,7 @@ export const restRoutes: Route[] = [
 
   { method: 'GET', url: '/api/conversations/:id/messages', op: 'get_messages', payload: ({ params, query }) => ({ conversation_id: params.id, ...paging(query) }) },
   { method: 'POST', url: '/api/conversations/:id/messages', op: 'create_message', payload: (x) => ({ ...body(x), conversation_id: x.params.id }), created: true },
+  { method: 'PATCH', url: '/api/messages/:id', op: 'update_message', payload: (x) => ({ ...body(x), message_id: x.params.id }) },
   { method: 'DELETE', url: '/api/messages/:id', op: 'delete_message', payload: ({ params }) => ({ message_id: params.id }) },
 
   { method: 'GET', url: '/api/personas', op: 'get_personas', payload: () => ({}) },

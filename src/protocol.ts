@@ -368,6 +368,14 @@ export const voiceKeySchema = z.object({ voice: id });
 export const voiceReferenceSchema = z.strictObject({ transcript: storableText().trim().min(1, 'transcript must not be blank').max(2000) });
 export const conversationIdSchema = z.object({ conversation_id: z.uuid() });
 export const messageIdSchema = z.object({ message_id: z.uuid() });
+/**
+ * update_message (PATCH /api/messages/{id}): new text for a message, or another of its versions
+ * chosen (a swipe); the REST twins of edit_message and select_alternative.
+ */
+export const messageUpdateSchema = z
+  .strictObject({ message_id: z.uuid(), content: text(100_000).optional(), alternative_index: z.number().int().min(0).max(10_000).optional() })
+  .refine((m) => (m.content === undefined) !== (m.alternative_index === undefined), { message: 'give either content or alternative_index' });
+export type MessageUpdate = z.infer<typeof messageUpdateSchema>;
 export const searchSchema = z.object({ query: text(200) });
 export const pageSchema = z.object(page);
 export const messagesPageSchema = z.object({ conversation_id: z.uuid(), ...page });
@@ -500,18 +508,14 @@ export const serverMessageSchemas = {
   user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string() })),
   /** An interrupted reply keeps only what was heard: `text` is the stored text, a prefix of what was streamed. */
   message_truncated: withData('message_truncated', z.object({ message_id: z.string(), text: z.string() })),
-  /** A message changed (edit_message, select_alternative, regenerate, continue): its state as stored. */
-  message_updated: withData(
-    'message_updated',
-    z.object({
-      message_id: z.string(),
-      role: z.enum(roles),
-      content: z.string(),
-      status: z.enum(messageStatuses),
-      alternatives: z.array(z.string()),
-      alternative_index: z.number().int(),
-    }),
-  ),
+  /**
+   * A message changed (edit_message, select_alternative, regenerate, continue, update_message):
+   * its state as stored. Pushed to the other sessions with the conversation loaded too, then
+   * with the whole Message record (a superset of these fields).
+   */
+  message_updated: withData('message_updated', messageSchema.partial().required({ message_id: true, role: true, content: true, status: true, alternatives: true, alternative_index: true })),
+  /** Pushed: another session (or REST) added a message to the conversation this session has loaded. */
+  message_added: withData('message_added', messageSchema),
   /** The message named characters who are not in the conversation's cast (they do not answer). */
   not_in_cast: withData('not_in_cast', z.object({ names: z.array(z.string()), character_ids: z.array(z.string()) })),
   history_cleared: withData('history_cleared', z.object({ conversation_id: z.string().nullable(), cast_settings: castSettingsSchema.optional() })),
@@ -556,7 +560,8 @@ export const serverMessageSchemas = {
   lorebook_deleted: withData('lorebook_deleted', z.object({ id: z.string() })),
   messages_data: withData('messages_data', z.array(messageSchema)),
   message_created: withData('message_created', messageSchema),
-  message_deleted: withData('message_deleted', z.object({ message_id: z.string() })),
+  /** The CRUD reply ({message_id}); pushed to the other sessions with the conversation loaded with its conversation_id. */
+  message_deleted: withData('message_deleted', z.object({ message_id: z.string(), conversation_id: z.string().optional() })),
 } as const;
 
 type Schemas = typeof serverMessageSchemas;

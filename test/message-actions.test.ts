@@ -154,11 +154,57 @@ describe('regenerate and alternatives', () => {
     assert.deepEqual(messages.map((m) => [m.role, m.content, m.status]), [['user', 'Ada, are you there?', 'complete'], ['assistant', 'Here I am.', 'complete']]);
   });
 
-  test('only the last reply can be regenerated or continued; bad requests are refused with a reason', async () => {
+  test('the last reply of an earlier turn is regenerated from the history before it, in its place; later messages stay', async () => {
+    const client = await connect();
+    const conversation = conversationOf(client);
+    const first = await say(client, 'Ada, one', 'First.');
+    await say(client, 'Ada, two', 'Second.');
+
+    llm.chat.enqueue({ tokens: tokenize('First, again.') });
+    client.send({ type: 'regenerate', data: { message_id: first.reply } });
+    const start = await client.next('text_stream_start');
+    assert.equal(start.data.message_id, first.reply);
+    const updated = await client.next('message_updated');
+    assert.deepEqual(updated.data.alternatives, ['First.', 'First, again.']);
+    assert.deepEqual(await promptOf(3), [{ role: 'user', content: 'Ada, one' }], 'written from the history before it');
+
+    await say(client, 'Ada, three', 'Third.');
+    assert.deepEqual(await promptOf(4), [
+      { role: 'user', content: 'Ada, one' },
+      { role: 'assistant', content: 'First, again.' },
+      { role: 'user', content: 'Ada, two' },
+      { role: 'assistant', content: 'Second.' },
+      { role: 'user', content: 'Ada, three' },
+    ]);
+    await stored(conversation, (m) => m.length === 6 && m[1]!.alternatives.length === 2);
+    const messages = await reopen(conversation);
+    assert.deepEqual(messages.map((m) => m.content), ['Ada, one', 'First, again.', 'Ada, two', 'Second.', 'Ada, three', 'Third.']);
+  });
+
+  test('a regenerate cut before a word of the new version leaves the version that was shown', async () => {
+    const client = await connect();
+    const first = await say(client, 'Ada, hi', 'One.');
+    llm.chat.enqueue({ tokens: tokenize('Two.') });
+    client.send({ type: 'regenerate', data: {} });
+    await client.next('message_updated');
+    const back = await client.request({ type: 'select_alternative', data: { message_id: first.reply, index: 1 } });
+    assert.ok(back.type === 'message_updated' && back.data.content === 'Two.');
+    // The third version never says a word: the LLM waits, and the user interrupts.
+    llm.chat.enqueue({ tokens: tokenize('Three.'), firstTokenDelayMs: 60_000 });
+    client.send({ type: 'regenerate', data: {} });
+    await client.next('text_stream_start');
+    await llm.chat.waitForRequests(3);
+    client.send({ type: 'interrupt' });
+    await client.next('interrupt_ack');
+    await say(client, 'Ada, again', 'Four.');
+    assert.deepEqual((await promptOf(4))[1], { role: 'assistant', content: 'Two.' }, 'the version shown before the cut regenerate');
+  });
+
+  test('only the last reply of a turn can be regenerated, and only the last message continued; bad requests are refused with a reason', async () => {
     const client = await connect();
     const first = await say(client, 'Ada, one', 'First.');
     const second = await say(client, 'Ada, two', 'Second.');
-    const notLast = await client.request({ type: 'regenerate', data: { message_id: first.reply } });
+    const notLast = await client.request({ type: 'continue', data: { message_id: first.reply } });
     assert.ok(notLast.type === 'error' && notLast.data.code === 'invalid_payload', JSON.stringify(notLast));
     const continueUser = await client.request({ type: 'continue', data: { message_id: second.user } });
     assert.ok(continueUser.type === 'error' && continueUser.data.code === 'invalid_payload');
@@ -171,6 +217,17 @@ describe('regenerate and alternatives', () => {
     const badId = await client.request({ type: 'continue', data: { message_id: 'not-a-uuid' } });
     assert.ok(badId.type === 'error' && badId.data.code === 'invalid_payload');
     assert.equal(llm.chat.requests.length, 2, 'no refused operation reached the LLM');
+
+    // Two characters answer one message: the first's reply is not the last of its turn.
+    await chorus.repo.createCharacter({ name: 'Bea', system_prompt: 'You are Bea.' });
+    await client.request({ type: 'refresh_active_characters' });
+    llm.chat.enqueue({ tokens: tokenize('Ada here.') }, { tokens: tokenize('Bea here.') });
+    client.send({ type: 'user_message', data: { text: 'Ada and Bea, roll call' } });
+    const ada = await client.next('text_stream_stop');
+    await client.next('text_stream_stop');
+    const midTurn = await client.request({ type: 'regenerate', data: { message_id: ada.data.message_id } });
+    assert.ok(midTurn.type === 'error' && midTurn.data.code === 'invalid_payload' && /last reply of a turn/.test(midTurn.data.message), JSON.stringify(midTurn));
+    assert.equal(llm.chat.requests.length, 4);
   });
 });
 
@@ -225,7 +282,7 @@ describe('continue, edit, delete', () => {
     const conversation = conversationOf(client);
     const first = await say(client, 'Ada, one', 'Wrong answer.');
     const deleted = await client.request({ type: 'delete_message', data: { message_id: first.reply } });
-    assert.deepEqual(deleted.type === 'message_deleted' && deleted.data, { message_id: first.reply });
+    assert.deepEqual(deleted.type === 'message_deleted' && deleted.data, { message_id: first.reply, conversation_id: conversation });
 
     await say(client, 'Ada, two', 'Right answer.');
     assert.deepEqual(await promptOf(2), [
@@ -237,5 +294,92 @@ describe('continue, edit, delete', () => {
     assert.deepEqual(messages.map((m) => m.content), ['Ada, one', 'Ada, two', 'Right answer.']);
     const again = await client.request({ type: 'delete_message', data: { message_id: first.reply } });
     assert.equal(again.type, 'db_error', 'a deleted message is not found');
+  });
+});
+
+describe('one conversation, several sessions', () => {
+  /** A second session with the conversation loaded. */
+  async function joined(conversationId: string): Promise<TestClient> {
+    const client = await connect();
+    const loaded = await client.request({ type: 'load_conversation', data: { conversation_id: conversationId } });
+    assert.equal(loaded.type, 'conversation_loaded');
+    return client;
+  }
+
+  test('messages added, edited and deleted in one session reach the other live, into its history and its next prompt', async () => {
+    const a = await connect();
+    const conversation = conversationOf(a);
+    const first = await say(a, 'Ada, one', 'Uno.');
+    await stored(conversation, (m) => m.length === 2);
+    const b = await joined(conversation);
+
+    const second = await say(a, 'Ada, two', 'Dos.');
+    const addedUser = await b.next('message_added');
+    const addedReply = await b.next('message_added');
+    assert.deepEqual([addedUser.data.message_id, addedUser.data.content], [second.user, 'Ada, two']);
+    assert.deepEqual([addedReply.data.message_id, addedReply.data.role, addedReply.data.content], [second.reply, 'assistant', 'Dos.']);
+
+    const edited = await a.request({ type: 'edit_message', data: { message_id: first.reply, content: 'One, in English.' } });
+    assert.equal(edited.type, 'message_updated');
+    const pushed = await b.next('message_updated');
+    assert.deepEqual([pushed.data.message_id, pushed.data.content], [first.reply, 'One, in English.']);
+    assert.equal(a.ofType('message_updated').length, 1, 'the session that edited is not told twice');
+
+    const deleted = await a.request({ type: 'delete_message', data: { message_id: second.reply } });
+    assert.equal(deleted.type, 'message_deleted');
+    const gone = await b.next('message_deleted');
+    assert.deepEqual(gone.data, { message_id: second.reply, conversation_id: conversation });
+
+    await say(b, 'Ada, three', 'Tres.');
+    assert.deepEqual(await promptOf(3), [
+      { role: 'user', content: 'Ada, one' },
+      { role: 'assistant', content: 'One, in English.' },
+      { role: 'user', content: 'Ada, two' },
+      { role: 'user', content: 'Ada, three' },
+    ]);
+    const back = await a.next('message_added');
+    assert.equal(back.data.content, 'Ada, three', 'and the other way');
+    assert.equal((await a.next('message_added')).data.content, 'Tres.');
+    assert.equal(a.ofType('message_added').length, 2, 'a session is not told of its own messages');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+  });
+
+  test('REST edits (PATCH /api/messages/{id}: content or alternative_index) and deletes reach the session and its next prompt', async () => {
+    const client = await connect();
+    const conversation = conversationOf(client);
+    const first = await say(client, 'Ada, hi', 'One.');
+    llm.chat.enqueue({ tokens: tokenize('Two.') });
+    client.send({ type: 'regenerate', data: {} });
+    await client.next('message_updated');
+    await stored(conversation, (m) => m.length === 2 && m[1]!.alternatives.length === 2);
+    const call = (method: string, id: string, body?: unknown) =>
+      fetch(`${chorus.httpUrl}/api/messages/${id}`, { method, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }) });
+
+    const swiped = await call('PATCH', first.reply, { alternative_index: 0 });
+    assert.equal(swiped.status, 200);
+    assert.deepEqual(((await swiped.json()) as Message).content, 'One.');
+    assert.equal((await client.next('message_updated')).data.content, 'One.');
+
+    const edited = await call('PATCH', first.user, { content: 'Ada, hello there' });
+    assert.equal(edited.status, 200);
+    assert.equal((await client.next('message_updated')).data.content, 'Ada, hello there');
+
+    await say(client, 'Ada, next', 'Three.');
+    assert.deepEqual(await promptOf(3), [
+      { role: 'user', content: 'Ada, hello there' },
+      { role: 'assistant', content: 'One.' },
+      { role: 'user', content: 'Ada, next' },
+    ]);
+    assert.equal((await call('DELETE', first.reply)).status, 200);
+    assert.equal((await client.next('message_deleted')).data.message_id, first.reply);
+    await say(client, 'Ada, last', 'Four.');
+    assert.deepEqual((await promptOf(4)).map((m) => m.content), ['Ada, hello there', 'Ada, next', 'Three.', 'Ada, last']);
+
+    for (const [body, reason] of [[{}, /either content or alternative_index/], [{ content: 'x', alternative_index: 0 }, /either content or alternative_index/], [{ alternative_index: 5 }, /alternative_index must be below/]] as const) {
+      const refused = await call('PATCH', first.user, body);
+      assert.ok(refused.status === 400 || refused.status === 409, `${JSON.stringify(body)}: ${refused.status}`);
+      assert.match(((await refused.json()) as { error: string }).error, reason);
+    }
+    assert.equal((await call('PATCH', '00000000-0000-4000-8000-000000000000', { content: 'x' })).status, 404);
   });
 });

@@ -18,7 +18,22 @@ interface CrudOp<S extends z.ZodType, R extends ServerMessageType> {
   /** Which cached records a successful call changes (sessions reload their characters or a conversation's cast). */
   changes?: Change;
 }
-type Change = 'characters' | 'conversation' | 'context';
+type Change = 'characters' | 'conversation' | 'context' | MessageOp;
+
+/** What happened to a message. */
+export type MessageOp = 'added' | 'updated' | 'deleted';
+
+/**
+ * A message of a conversation changed. Small, as a notice between processes must be: the
+ * subscriber reads the row. `origin` is the session that made the change (it has applied it
+ * already); absent for a change made over REST.
+ */
+export interface MessageChange {
+  op: MessageOp;
+  conversation_id: string;
+  message_id: string;
+  origin?: string | undefined;
+}
 
 const op = <S extends z.ZodType, R extends ServerMessageType>(
   schema: S,
@@ -61,8 +76,9 @@ export const crudOps = {
   delete_lorebook: op(p.recordIdSchema, 'lorebook_deleted', async (r, d) => (await r.deleteLorebook(d.id), { id: d.id }), 'context'),
 
   get_messages: op(p.messagesPageSchema, 'messages_data', (r, d) => r.listMessages(d)),
-  create_message: op(p.messageCreateSchema, 'message_created', (r, d) => r.createMessage(d)),
-  delete_message: op(p.messageIdSchema, 'message_deleted', async (r, d) => (await r.deleteMessage(d.message_id), { message_id: d.message_id })),
+  create_message: op(p.messageCreateSchema, 'message_created', (r, d) => r.createMessage(d), 'added'),
+  update_message: op(p.messageUpdateSchema, 'message_updated', (r, d) => r.updateMessage(d), 'updated'),
+  delete_message: op(p.messageIdSchema, 'message_deleted', async (r, d) => ({ message_id: d.message_id, conversation_id: (await r.deleteMessage(d.message_id)).conversation_id }), 'deleted'),
 } as const;
 
 export type CrudType = keyof typeof crudOps;
@@ -83,10 +99,15 @@ export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } |
  * Change notices for sessions of this process: every character after a character change (loaded
  * once for all), and a conversation after an update (a session in it takes its cast and rules).
  */
-export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: [] }>();
+export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: []; message: [change: MessageChange] }>();
 crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
-export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Promise<CrudResult> {
+/** The message operations' notices, by the op a CRUD call changes. */
+const MESSAGE_OPS = new Set<Change>(['added', 'updated', 'deleted']);
+const isMessageOp = (change: Change | undefined): change is MessageOp => change !== undefined && MESSAGE_OPS.has(change);
+
+/** Runs one CRUD request; `origin` is the session that sent it (its message changes are not echoed to it). */
+export async function runCrud(repo: Repo, type: CrudType, payload: unknown, origin?: string): Promise<CrudResult> {
   const operation = crudOps[type] as CrudOp<z.ZodType, ServerMessageType>;
   const parsed = operation.schema.safeParse(payload ?? {});
   if (!parsed.success) return { ok: false, status: 400, error: `Invalid ${type} request: ${p.describeZodError(parsed.error)}` };
@@ -95,6 +116,10 @@ export async function runCrud(repo: Repo, type: CrudType, payload: unknown): Pro
     if (operation.changes === 'characters') await announceCast(repo);
     if (operation.changes === 'conversation') crudChanges.emit('conversation', data as Conversation);
     if (operation.changes === 'context') crudChanges.emit('context'); // a persona or lorebook: sessions reread theirs
+    if (isMessageOp(operation.changes)) {
+      const { message_id, conversation_id } = data as { message_id: string; conversation_id: string };
+      crudChanges.emit('message', { op: operation.changes, conversation_id, message_id, origin });
+    }
     return { ok: true, reply: operation.reply, data };
   } catch (error) {
     return failure(type, error);

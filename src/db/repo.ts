@@ -16,6 +16,7 @@ import type {
   LorebookUpdate,
   Message,
   MessageCreate,
+  MessageUpdate,
   Persona,
   PersonaCreate,
   PersonaUpdate,
@@ -337,11 +338,43 @@ export class Repo {
     });
   }
 
-  async deleteMessage(id: string): Promise<void> {
+  async getMessage(id: string): Promise<Message> {
     const what = `message "${id}"`;
     if (!isUuid(id)) throw notFound(what);
-    const rows = await this.db.delete(messages).where(eq(messages.message_id, id)).returning({ id: messages.message_id });
-    found(rows, what);
+    return toMessage(found(await this.db.select().from(messages).where(eq(messages.message_id, id)), what));
+  }
+
+  /**
+   * New text for a message (kept in its version list too, when it has one), or another of its
+   * versions chosen: what edit_message and select_alternative do in a session, for REST.
+   */
+  async updateMessage(input: MessageUpdate): Promise<Message> {
+    return this.db.transaction(async (tx) => {
+      const what = `message "${input.message_id}"`;
+      if (!isUuid(input.message_id)) throw notFound(what);
+      const row = found(await tx.select().from(messages).where(eq(messages.message_id, input.message_id)).for('update'), what);
+      const alternatives = [...row.alternatives];
+      let { content, alternative_index } = row;
+      if (input.alternative_index !== undefined) {
+        if (input.alternative_index >= alternatives.length) throw new ConflictError(`message "${input.message_id}" has ${alternatives.length} versions: alternative_index must be below that`);
+        alternative_index = input.alternative_index;
+        content = alternatives[alternative_index] as string;
+      } else if (input.content !== undefined) {
+        content = input.content;
+        if (alternatives.length > 0) alternatives[alternative_index] = content;
+      }
+      const rows = await tx.update(messages).set({ content, alternatives, alternative_index, updated_at: now() }).where(eq(messages.message_id, input.message_id)).returning();
+      await touchConversation(tx, row.conversation_id, `conversation "${row.conversation_id}"`);
+      return toMessage(single(rows));
+    });
+  }
+
+  /** Deletes the message; returns the conversation it was in. */
+  async deleteMessage(id: string): Promise<{ conversation_id: string }> {
+    const what = `message "${id}"`;
+    if (!isUuid(id)) throw notFound(what);
+    const rows = await this.db.delete(messages).where(eq(messages.message_id, id)).returning({ conversation_id: messages.conversation_id });
+    return found(rows, what);
   }
 
   /** A conversation's persona and lorebooks must exist (ConflictError, 409, naming the missing one). */

@@ -23,6 +23,9 @@ export interface HistoryEntry {
   alternative_index?: number;
 }
 
+/** A message of the dialogue (what the history keeps), not a system note. */
+const isDialogue = (m: Message): m is Message & { role: 'user' | 'assistant' } => m.role !== 'system';
+
 export class LlmError extends Error {
   constructor(
     message: string,
@@ -104,18 +107,40 @@ export class ChatLLM {
 
   /** Replaces the history with a stored conversation's messages. */
   loadHistory(messages: readonly Message[]): void {
-    this.history = messages
-      .filter((m): m is Message & { role: 'user' | 'assistant' } => m.role !== 'system')
-      .map((m) => ({
-        role: m.role,
-        name: m.name ?? (m.role === 'user' ? this.userName : 'Character'),
-        content: m.content,
-        character_id: m.character_id,
-        message_id: m.message_id,
-        status: m.status,
-        alternatives: m.alternatives ?? [],
-        alternative_index: m.alternative_index ?? 0,
-      }));
+    this.history = messages.filter(isDialogue).map((m) => this.entryOf(m));
+  }
+
+  /**
+   * A stored message made or changed elsewhere (another session, REST): its entry is replaced,
+   * or a new one appended. Returns false for a message the history does not keep (system).
+   */
+  takeMessage(message: Message): boolean {
+    if (!isDialogue(message)) return false;
+    const entry = this.entryOf(message);
+    const at = this.history.findIndex((h) => h.message_id === message.message_id);
+    if (at >= 0) this.history[at] = entry;
+    else this.history.push(entry);
+    return true;
+  }
+
+  /** A message deleted elsewhere leaves the history. Returns whether it was in it. */
+  forgetMessage(messageId: string): boolean {
+    const at = this.history.findIndex((h) => h.message_id === messageId);
+    if (at >= 0) this.history.splice(at, 1);
+    return at >= 0;
+  }
+
+  private entryOf(m: Message & { role: 'user' | 'assistant' }): HistoryEntry {
+    return {
+      role: m.role,
+      name: m.name ?? (m.role === 'user' ? this.userName : 'Character'),
+      content: m.content,
+      character_id: m.character_id,
+      message_id: m.message_id,
+      status: m.status,
+      alternatives: m.alternatives ?? [],
+      alternative_index: m.alternative_index ?? 0,
+    };
   }
 
   /**
@@ -123,14 +148,15 @@ export class ChatLLM {
    * recent history as the budget leaves, then its post-history instructions, if any. The
    * budget pays for the whole fixed prompt first.
    */
-  buildMessages(character: Character, cast: readonly Character[]): ChatCompletionMessageParam[] {
-    const prompt = buildPrompt({ character, cast, userName: this.userName, persona: this.persona, lorebooks: this.lorebooks, history: this.history.map((h) => h.content) });
+  buildMessages(character: Character, cast: readonly Character[], upTo = this.history.length): ChatCompletionMessageParam[] {
+    const history = this.history.slice(0, upTo);
+    const prompt = buildPrompt({ character, cast, userName: this.userName, persona: this.persona, lorebooks: this.lorebooks, history: history.map((h) => h.content) });
     const system: ChatCompletionMessageParam = { role: 'system', content: prompt.system };
     const after: ChatCompletionMessageParam[] = prompt.postHistory === '' ? [] : [{ role: 'system', content: prompt.postHistory }];
     let budget = [system, ...after].reduce((left, m) => left - estimateTokens(m.content as string), this.llm.historyTokenBudget);
     const kept: ChatCompletionMessageParam[] = [];
-    for (let i = this.history.length - 1; i >= 0; i--) {
-      const message = this.toApiMessage(this.history[i] as HistoryEntry, character);
+    for (let i = history.length - 1; i >= 0; i--) {
+      const message = this.toApiMessage(history[i] as HistoryEntry, character);
       budget -= estimateTokens(message.content as string);
       if (budget < 0 && kept.length > 0) break; // the newest message is always sent
       kept.push(message);
@@ -143,7 +169,7 @@ export class ChatLLM {
    * the endpoint; when `signal` aborts it stops at once (the HTTP request is closed) and throws
    * the signal's reason.
    */
-  async *streamReply(character: Character, cast: readonly Character[], signal: AbortSignal): AsyncGenerator<string> {
+  async *streamReply(character: Character, cast: readonly Character[], signal: AbortSignal, upTo?: number): AsyncGenerator<string> {
     const client = this.llm.client;
     if (!client) {
       throw new LlmError(
@@ -158,7 +184,7 @@ export class ChatLLM {
     const sentAt = metrics.now();
     let first = true;
     try {
-      const stream = await client.chat.completions.create(this.requestBody(character, cast), { signal: both });
+      const stream = await client.chat.completions.create(this.requestBody(character, cast, upTo), { signal: both });
       for await (const chunk of stream) {
         timer.refresh(); // the timeout is for silence, not for the reply's length
         const delta = chunk.choices[0]?.delta?.content;
@@ -184,7 +210,7 @@ export class ChatLLM {
     }
   }
 
-  private requestBody(character: Character, cast: readonly Character[]): ChatCompletionCreateParamsStreaming {
+  private requestBody(character: Character, cast: readonly Character[], upTo?: number): ChatCompletionCreateParamsStreaming {
     const s = this.settings;
     const stops = [this.userName, ...cast.filter((c) => c.id !== character.id).map((c) => c.name)]
       .slice(0, MAX_STOPS)
@@ -194,7 +220,7 @@ export class ChatLLM {
     const extra = { top_k: s.top_k, min_p: s.min_p, repetition_penalty: s.repetition_penalty };
     return {
       model: s.model,
-      messages: this.buildMessages(character, cast),
+      messages: this.buildMessages(character, cast, upTo),
       stream: true,
       temperature: s.temperature,
       top_p: s.top_p,

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, conversationTitle, NotFoundError } from '../db/repo.ts';
 import { classifyStorageError, describeStorageFailure } from '../db/storage-errors.ts';
-import type { ConversationCreate, MessageCreate } from '../protocol.ts';
+import type { ConversationCreate, Message, MessageCreate } from '../protocol.ts';
 import type { MessageSpool } from './message-spool.ts';
 
 /** A message of the session: with its own id it is saved (inserted or replaced), without one created. */
@@ -45,6 +45,8 @@ export interface ConversationLogOptions {
   onStored?: () => void;
   /** Tells the client (storage_error) while the connection is open. */
   report: (message: string) => void;
+  /** Told of each message stored: new, or a new state of one stored before (other sessions are told). */
+  stored?: (message: Message, op: 'added' | 'updated') => void;
   /** Where refused messages are set aside; without one they go to the error log only. */
   spool?: MessageSpool | undefined;
   logger?: Logger | undefined;
@@ -235,8 +237,10 @@ export class ConversationLog {
   /** One attempt. True when the message is done with: stored, or refused and set aside. */
   private async write(entry: LogEntry): Promise<boolean> {
     try {
-      await storeEntry(this.opts.repo, entry);
+      const stored = await storeEntry(this.opts.repo, entry);
       this.outageReported = false;
+      // Inserted and updated in separate transactions: equal timestamps (now()) mean new.
+      this.opts.stored?.(stored, stored.created_at === stored.updated_at ? 'added' : 'updated');
       return true;
     } catch (error) {
       // A message id taken in another conversation: no retry can store it (it cannot happen with the server's own ids).
@@ -285,23 +289,25 @@ export class ConversationLog {
 }
 
 /** Stores one entry, creating its conversation when it is new or has been deleted meanwhile. */
-export async function storeEntry(repo: Repo, entry: LogEntry): Promise<void> {
+export async function storeEntry(repo: Repo, entry: LogEntry): Promise<Message> {
   if (entry.new_conversation) await ensureConversation(repo, entry);
+  let stored: Message;
   try {
-    await writeMessage(repo, entry);
+    stored = await writeMessage(repo, entry);
   } catch (error) {
     // Someone deleted the conversation while it was in use: bring it back rather than lose the message.
     if (!(error instanceof NotFoundError)) throw error;
     await ensureConversation(repo, entry);
-    await writeMessage(repo, entry);
+    stored = await writeMessage(repo, entry);
   }
   if (entry.retitle) await repo.updateConversation({ conversation_id: entry.conversation_id, title: conversationTitle(entry.message.content, new Date()) });
+  return stored;
 }
 
-async function writeMessage(repo: Repo, entry: LogEntry): Promise<void> {
+function writeMessage(repo: Repo, entry: LogEntry): Promise<Message> {
   const { message_id, ...message } = entry.message;
-  if (message_id === undefined) await repo.createMessage({ ...message, conversation_id: entry.conversation_id });
-  else await repo.saveMessage({ ...message, message_id, conversation_id: entry.conversation_id });
+  if (message_id === undefined) return repo.createMessage({ ...message, conversation_id: entry.conversation_id });
+  return repo.saveMessage({ ...message, message_id, conversation_id: entry.conversation_id });
 }
 
 /** Creates the entry's conversation unless it exists (a retry after the create went through). */

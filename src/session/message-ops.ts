@@ -57,7 +57,9 @@ export class MessageOps {
   /**
    * A new reply in place of the last one, by the same character; the old text stays as an
    * alternative. Without a message id: the last reply, or — when the history ends with the
-   * user's message (its reply failed or was never made) — new replies to that message.
+   * user's message (its reply failed or was never made) — new replies to that message. With
+   * one: that reply, if it is the last of its turn (the conversation ends there, or the user
+   * spoke next); the new one is written from the history before it and takes its place.
    */
   async regenerate(messageId: string | undefined, req: Req): Promise<void> {
     if (this.deps.speaking()) await this.deps.stopSpeaking();
@@ -71,11 +73,14 @@ export class MessageOps {
         }
         const target = messageId === undefined ? last : this.find(messageId);
         if (!target || target.role !== 'assistant') throw new OpError('invalid_payload', 'There is no reply to regenerate: only a character\'s reply can be.');
-        this.mustBeLast(target, 'regenerated');
+        const at = history.indexOf(target);
+        if (history[at + 1] !== undefined && history[at + 1]?.role !== 'user') {
+          throw new OpError('invalid_payload', 'Only the last reply of a turn can be regenerated: another character answered after this one.');
+        }
         const character = await this.characterOf(target);
-        history.pop();
+        history.splice(at, 1);
         const alternatives = (target.alternatives?.length ?? 0) > 0 ? [...(target.alternatives as string[])] : [target.content];
-        return [{ character, messageId: target.message_id as string, alternatives }];
+        return [{ character, messageId: target.message_id as string, alternatives, previousIndex: target.alternative_index ?? 0, ...(at < history.length ? { at } : {}) }];
       }),
     );
   }

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { z } from 'zod';
-import { crudChanges, isCrudType, runCrud } from '../db/handlers.ts';
+import { crudChanges, isCrudType, type MessageChange, runCrud } from '../db/handlers.ts';
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
@@ -149,6 +149,14 @@ export class WebSocketRouter {
   /** Who the user speaks as and the attached lorebooks (src/session/conversation-context.ts). */
   private readonly context: ConversationContext;
   private readonly contextChanged = () => this.context.invalidate();
+  /** This session's id: the origin of the message changes it makes (it is not told of its own). */
+  private readonly sessionId = randomUUID();
+  /** Message changes made elsewhere, applied one after another. */
+  private remoteChanges: Promise<void> = Promise.resolve();
+  private readonly takeMessageChange = (change: MessageChange) => {
+    if (change.conversation_id !== this.conversation.id || change.origin === this.sessionId || this.closing) return;
+    this.remoteChanges = this.remoteChanges.then(() => this.applyMessageChange(change)).catch((e) => this.fail(e));
+  };
   private readonly takeCharacters = (all: Character[]) => this.castChange(() => this.castState.takeCharacters(all));
   private readonly takeConversation = (conversation: p.Conversation) => {
     if (conversation.conversation_id !== this.conversation.id) return;
@@ -169,7 +177,7 @@ export class WebSocketRouter {
     this.writer = new SocketWriter(ws, tcp);
     this.limiter = new RequestLimiter(deps.rateLimits);
     metrics.sessionOpened(); // paired with close(), which runs whenever the socket closes
-    this.logger = deps.logger.child({ conn: randomUUID().slice(0, 8) });
+    this.logger = deps.logger.child({ conn: this.sessionId.slice(0, 8) });
     this.chat = new ChatLLM(deps.llm, deps.userName);
     this.context = new ConversationContext({ repo: deps.repo, chat: this.chat, fallbackName: deps.userName, logger: this.logger });
     this.castState = new ConversationCast(deps.replySeed);
@@ -184,6 +192,7 @@ export class WebSocketRouter {
       activeCharacters: () => this.castState.settings.active_characters,
       settings: () => this.castState.creation(),
       onStored: () => this.castState.fix(),
+      stored: (message, op) => crudChanges.emit('message', { op, conversation_id: message.conversation_id, message_id: message.message_id, origin: this.sessionId }),
       report: (message) => this.error('storage_error', message),
       spool: deps.spool,
       logger: this.logger,
@@ -256,6 +265,7 @@ export class WebSocketRouter {
     crudChanges.on('characters', this.takeCharacters);
     crudChanges.on('conversation', this.takeConversation);
     crudChanges.on('context', this.contextChanged);
+    crudChanges.on('message', this.takeMessageChange);
     await this.context.prepare(this.castState.settings); // the session's user_name is the default persona's
     this.send({
       type: 'session',
@@ -289,6 +299,7 @@ export class WebSocketRouter {
     crudChanges.off('characters', this.takeCharacters);
     crudChanges.off('conversation', this.takeConversation);
     crudChanges.off('context', this.contextChanged);
+    crudChanges.off('message', this.takeMessageChange);
     this.autoMode.cancel();
     metrics.sessionClosed();
     const queued = this.turns.takeAll();
@@ -415,14 +426,44 @@ export class WebSocketRouter {
     if (type === 'update_conversation' && choosesPersona(data, this.conversation.id)) this.context.personaChosen();
     if (type === 'update_conversation') await this.storeBeforeUpdate(data);
     this.updating = type === 'update_conversation' ? this.conversation.id : undefined; // its change comes back as its reply
-    const result = await runCrud(this.deps.repo, type, data).finally(() => (this.updating = undefined));
-    if (result.ok) this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
+    const result = await runCrud(this.deps.repo, type, data, this.sessionId).finally(() => (this.updating = undefined));
+    if (result.ok) {
+      this.takeOwnMessage(type, result.data);
+      this.writer.send({ type: result.reply, data: result.data, ...echo(req) } as ServerMessage);
+    }
     else {
       if (result.cause !== undefined) this.logger.error({ err: result.cause, error_id: result.errorId, request_type: type }, 'request failed');
       metrics.error('db_error');
       this.send({ type: 'db_error', error: result.error, request_type: type, ...echo(req) });
     }
     return result.ok;
+  }
+
+  /** A message this session created or changed through CRUD, in its own conversation: the live history has it at once. */
+  private takeOwnMessage(type: Parameters<typeof runCrud>[1], data: unknown): void {
+    if (type !== 'create_message' && type !== 'update_message') return;
+    const message = data as p.Message;
+    if (message.conversation_id === this.conversation.id) this.chat.takeMessage(message);
+  }
+
+  /**
+   * A message of this session's conversation added, changed or deleted by another session (of
+   * any process) or over REST: the live history follows (every later prompt sees it) and the
+   * client is told. The row is read here; the notice only names it.
+   */
+  private async applyMessageChange(change: MessageChange): Promise<void> {
+    if (change.conversation_id !== this.conversation.id) return; // another conversation was loaded meanwhile
+    if (change.op === 'deleted') {
+      this.chat.forgetMessage(change.message_id);
+      this.send({ type: 'message_deleted', data: { message_id: change.message_id, conversation_id: change.conversation_id } });
+      return;
+    }
+    const message = await this.deps.repo.getMessage(change.message_id).catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined; // deleted since: its own notice follows
+      throw e;
+    });
+    if (!message || message.conversation_id !== this.conversation.id || !this.chat.takeMessage(message)) return;
+    this.send({ type: change.op === 'added' ? 'message_added' : 'message_updated', data: message });
   }
 
   /** The persona and lorebooks an update of this session's unstored conversation names exist (storage checks the others). */

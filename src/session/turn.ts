@@ -45,6 +45,11 @@ export interface ReplyPlan {
   /** Regenerate: the message's versions so far (the new text is added to them), and which was shown. */
   alternatives?: string[];
   previousIndex?: number;
+  /**
+   * Regenerate of a reply that ended an earlier turn: its place in the history (the prompt is the
+   * history before it, and it goes back there). Absent: the reply comes at the end.
+   */
+  at?: number;
   /** Versions that follow the streamed one (a greeting's alternate greetings); it stays the chosen one. */
   alternativesAfter?: string[];
   /** Continue: the message's history entry; the reply is appended to its text. */
@@ -131,7 +136,7 @@ export class ConversationTurn {
     const ids = { character_id: speaker.character_id, character_name: speaker.character_name, message_id: speaker.message_id };
     const before = plan.extends?.content ?? '';
     const utterance = playout.open(speaker, this.ctx.turn);
-    const source = plan.source ?? ((s: AbortSignal) => chat.streamReply(character, cast, s));
+    const source = plan.source ?? ((s: AbortSignal) => chat.streamReply(character, cast, s, plan.at));
     let reply = '';
 
     send({ type: 'text_stream_start', data: ids });
@@ -186,7 +191,7 @@ export class ConversationTurn {
       alternative_index: 0,
     };
     entry.content = before + utterance.reply;
-    if (!plan.extends && entry.content.trim() !== '') chat.history.push(entry);
+    if (!plan.extends && entry.content.trim() !== '') this.place(entry, plan);
     // Its place in the store is taken now, so a message that comes later is stored after it.
     const fill = this.ctx.log.reserve(storedMessage({ ...entry, status, alternatives: [...(plan.alternatives ?? []), entry.content] }));
     const previous = this.committed;
@@ -199,6 +204,13 @@ export class ConversationTurn {
       this.store(entry, kept, heard.interrupted ? 'interrupted' : status, plan, fill);
     })();
     this.ctx.settle(this.committed);
+  }
+
+  /** Puts a reply in the history: at the end, or back in its place (regenerate of an earlier turn's reply). */
+  private place(entry: HistoryEntry, plan: ReplyPlan): void {
+    const { history } = this.ctx.chat;
+    if (plan.at === undefined) history.push(entry);
+    else history.splice(Math.min(plan.at, history.length), 0, entry);
   }
 
   private store(entry: HistoryEntry, content: string, status: MessageStatus, plan: ReplyPlan, fill: (message: PendingMessage | undefined) => void): void {
@@ -224,7 +236,7 @@ export class ConversationTurn {
       fill(undefined);
       return;
     }
-    if (!chat.history.includes(entry)) chat.history.push(entry);
+    if (!chat.history.includes(entry)) this.place(entry, plan);
     fill(storedMessage(entry));
     if (plan.alternatives || plan.alternativesAfter || plan.extends) this.ctx.send({ type: 'message_updated', data: messageUpdate(entry) });
   }

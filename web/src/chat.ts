@@ -79,23 +79,34 @@ export class ChatView {
   showHistory(messages: Message[], userName: string): void {
     this.clear();
     this.keepAtBottom(() => {
-      for (const m of messages) {
-        if (m.role === 'user') {
-          const entry = this.userEntry(m.content, m.name ?? userName, false);
-          this.identify(entry, m.message_id);
-          this.list.appendChild(entry.el);
-        } else if (m.role === 'assistant') {
-          const entry = this.characterEntry({ message_id: m.message_id, character_id: m.character_id ?? '', character_name: m.name ?? 'Character' }, m.content);
-          this.setVersions(entry, m.alternatives ?? [], m.alternative_index ?? 0);
-          if (m.status === 'failed') this.setFailed(entry);
-          else if (m.interrupted) this.setInterrupted(entry);
-          this.entries.set(m.message_id, entry);
-          this.list.appendChild(entry.el);
-        } else this.list.appendChild(this.noteEntry(m.content));
-      }
+      for (const m of messages) this.list.appendChild(this.storedEntry(m, userName));
     }, true);
     this.markLast();
     this.renderEmpty();
+  }
+
+  /** message_added: a message another tab (or the API) added to this conversation. */
+  added(m: Message, userName: string): void {
+    if (this.entries.has(m.message_id)) return;
+    this.keepAtBottom(() => this.list.appendChild(this.storedEntry(m, userName)));
+    this.markLast();
+    this.renderEmpty();
+  }
+
+  /** A stored message's element (registered by id when it is a user's or a character's). */
+  private storedEntry(m: Message, userName: string): HTMLElement {
+    if (m.role === 'user') {
+      const entry = this.userEntry(m.content, m.name ?? userName, false);
+      this.identify(entry, m.message_id);
+      return entry.el;
+    }
+    if (m.role !== 'assistant') return this.noteEntry(m.content);
+    const entry = this.characterEntry({ message_id: m.message_id, character_id: m.character_id ?? '', character_name: m.name ?? 'Character' }, m.content);
+    this.setVersions(entry, m.alternatives ?? [], m.alternative_index ?? 0);
+    if (m.status === 'failed') this.setFailed(entry);
+    else if (m.interrupted) this.setInterrupted(entry);
+    this.entries.set(m.message_id, entry);
+    return entry.el;
   }
 
   addUser(text: string, name: string, spoken: boolean): void {

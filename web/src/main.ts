@@ -232,6 +232,8 @@ class App {
         return this.chat.truncated(m.data.message_id, m.data.text);
       case 'message_updated':
         return this.chat.updated(m.data);
+      case 'message_added':
+        return this.chat.added(m.data, this.userName);
       case 'message_deleted':
         return this.chat.deleted(m.data.message_id);
       case 'history_cleared':
