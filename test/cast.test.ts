@@ -269,6 +269,48 @@ describe('who answers', () => {
   });
 });
 
+describe('who answers, by strategy, over the socket', () => {
+  test('list: every member in cast order, muted ones left out', async () => {
+    const client = await connect();
+    await update(client, { reply_strategy: 'list' });
+    client.send({ type: 'user_message', data: { text: 'Hello, anyone?' } });
+    await eventually(async () => (speakers(client).length === 2 ? true : undefined), 'two replies');
+    assert.deepEqual(speakers(client), ['Ada Lovelace', 'Bob']);
+    await update(client, { muted: [ada.id] });
+    client.send({ type: 'user_message', data: { text: 'And now?' } });
+    await eventually(async () => (speakers(client).length === 3 ? true : undefined), 'one more reply');
+    assert.deepEqual(speakers(client), ['Ada Lovelace', 'Bob', 'Bob']);
+  });
+
+  test('natural with talkativeness 1: everyone speaks up unaddressed; with 0 and nobody named, nobody but the fallback', async () => {
+    await chorus.repo.updateCharacter({ id: ada.id, talkativeness: 1 });
+    await chorus.repo.updateCharacter({ id: bob.id, talkativeness: 1 });
+    const client = await connect();
+    client.send({ type: 'user_message', data: { text: 'Hello there' } });
+    await eventually(async () => (speakers(client).length === 2 ? true : undefined), 'two replies');
+    assert.deepEqual([...speakers(client)].sort(), ['Ada Lovelace', 'Bob']);
+    await chorus.repo.updateCharacter({ id: ada.id, talkativeness: 0 });
+    await client.request({ type: 'refresh_characters' });
+    client.send({ type: 'user_message', data: { text: 'Quiet now' } });
+    await eventually(async () => (speakers(client).length === 3 ? true : undefined), 'one more reply');
+    assert.equal(speakers(client)[2], 'Bob', 'the only member with talkativeness > 0 is the fallback');
+  });
+
+  test('allow_self_responses: a lone member in auto-mode answers its own last reply (without it, the auto-mode tests show the last speaker passed over)', async () => {
+    const client = await connect();
+    await update(client, { active_characters: [ada.id], reply_strategy: 'pooled', allow_self_responses: true });
+    client.send({ type: 'user_message', data: { text: 'Ada?' } });
+    await client.next('text_stream_stop');
+    llm.chat.enqueue({ tokens: tokenize('Where was I.') }, { tokens: tokenize('Ah yes.') });
+    await update(client, { auto_mode: true, auto_mode_delay_ms: 30 });
+    await eventually(async () => (speakers(client).length >= 3 ? true : undefined), 'two replies to herself');
+    await update(client, { auto_mode: false });
+    assert.deepEqual(speakers(client).slice(0, 3), ['Ada Lovelace', 'Ada Lovelace', 'Ada Lovelace']);
+    const requests = await llm.chat.waitForRequests(3);
+    assert.deepEqual([requests[1]!.body.messages!.at(-1)!.role, lastMessage(requests[1]!)], ['assistant', 'Reply to: Ada?'], 'she answers her own last reply');
+  });
+});
+
 describe('auto-mode', () => {
   /** Starts a conversation where Ada (named) has answered the user, then turns auto-mode on (pooled: exact). */
   async function chatter(client: TestClient, replies: Array<{ tokens: string[]; tokenDelayMs?: number }>) {

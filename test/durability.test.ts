@@ -386,6 +386,31 @@ describe('shutdown (SIGTERM to a server process)', () => {
     assertAllKept(await loadOn(second, conversationId));
   });
 
+  test('with speech on, a reply whose text had ended but whose audio was still playing is stored as what was heard', async () => {
+    const dataDir = await tempDir();
+    llm.speech.script(() => ({ realtimeFactor: 1 })); // seconds of audio, paced as it plays
+    const story = 'Once upon a time there was a loaf. It would not rise at all. The baker tried everything he knew.';
+    llm.chat.enqueue({ tokens: tokenize(story) });
+    const first = await start({ DATA_DIR: dataDir, TTS_ENGINE: 'openai', TTS_BASE_URL: llm.baseUrl });
+    const cast = await connect(first.wsUrl);
+    await cast.request({ type: 'create_character', data: { name: 'Bob' } });
+    const client = await connect(first.wsUrl);
+    const closed = closeOf(client.ws);
+    client.send({ type: 'user_message', data: { text: 'Bob, a story please' } });
+    const stop = await client.next('text_stream_stop', 10_000);
+    assert.equal(stop.data.text, story, 'the text had streamed in full');
+    await client.next('binary', 10_000); // and the audio is playing
+    first.child.kill('SIGTERM');
+    const truncated = await client.next('message_truncated', 10_000);
+    assert.ok(story.startsWith(truncated.data.text) && truncated.data.text.length < story.length, `a heard prefix: ${truncated.data.text}`);
+    assert.equal((await closed).code, 1001);
+    assert.equal(await first.exited, 0, first.output());
+
+    const second = await start({ DATA_DIR: dataDir });
+    const messages = await loadOn(second, conversationOf(client));
+    assert.deepEqual(messages.map((m) => [m.role, m.content, m.status]), [['user', 'Bob, a story please', 'complete'], ['assistant', truncated.data.text, 'interrupted']].filter((m) => m[1] !== ''));
+  });
+
   test('during a storage outage: what is unstored is spooled to DATA_DIR and stored at the next start', needsPostgres, async () => {
     const dataDir = await tempDir();
     const first = await start({ DATA_DIR: dataDir, DATABASE_URL: proxy.url(DATABASE_URL), SHUTDOWN_TIMEOUT_MS: '2000' });

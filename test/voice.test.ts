@@ -8,6 +8,7 @@ import { createOpenAiSttEngine } from '../src/transcribe/engines/openai.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { TestClient } from './support/client.ts';
 import { openTestDatabases, resetData } from './support/db.ts';
+import { eventually } from './support/eventually.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 import { frames, loudest, msToSamples, Speaker, track } from './support/speech-audio.ts';
 
@@ -101,6 +102,16 @@ describe('speech input', () => {
     assert.equal(final.text, 'Ada, stop please.');
     const next = await client.next('text_stream_start');
     assert.equal(next.data.character_name, 'Ada');
+
+    // What was heard is what is kept: a strict prefix of the story, in the store and in Ada's prompt.
+    const story = 'Let me tell you a long, long story about flour and water and time.';
+    const truncated = client.ofType('message_truncated').find((t) => t.data.message_id === first.data.message_id);
+    assert.ok(truncated && story.startsWith(truncated.data.text) && truncated.data.text.length < story.length, `a heard prefix: ${JSON.stringify(truncated)}`);
+    const prompt = (await engines.chat.waitForRequests(2))[1]!.body.messages!.filter((m) => m.role !== 'system').map((m) => m.content);
+    assert.deepEqual(prompt.slice(0, 2), ['Bob, tell me a story.', ...(truncated.data.text === '' ? [] : [`Bob: ${truncated.data.text}`])].slice(0, 2), 'Ada hears Bob\'s reply as it was cut');
+    const conversation = client.ofType('session')[0]!.data.conversation_id!;
+    const stored = await eventually(async () => (await chorus.repo.listMessages({ conversation_id: conversation })).find((m) => m.message_id === first.data.message_id), 'the cut reply stored');
+    assert.deepEqual([stored.content, stored.status], [truncated.data.text, 'interrupted']);
   });
 
   test('a blip shorter than the barge-in minimum does not interrupt', async () => {
