@@ -4,8 +4,10 @@
 // custom voice (POST /v1/voices with `ref_audio` base64 + `ref_text`; its id is then the request's
 // `voice`), re-registered when the server answers that it does not know the id, and sent inline
 // (`ref_audio`/`ref_text` in the speech request) when the server has no custom voices. A voice's
-// inline tags (`<|emotion:…|>`, `<|style:…|>`, …) go in front of the text. Streaming takes no speed.
+// style becomes inline tags (`<|emotion:…|>`, `<|style:…|>`, …) in front of each sentence
+// (src/speech/voice-style.ts). Streaming takes no speed.
 import type { EngineVoice, ReferenceClip, TtsEngine } from '../engine.ts';
+import { withStyleTags } from '../voice-style.ts';
 import { Base64Clips } from './base64-clips.ts';
 import { type HttpLimits, jsonHeaders, pcmFrames, postJson, postStream, SpeechHttpError } from './http-audio.ts';
 
@@ -60,8 +62,7 @@ export function createHiggsEngine(opts: HiggsOptions): TtsEngine {
   }
 
   function request(text: string, voice: EngineVoice, extra: Record<string, unknown>): Record<string, unknown> {
-    const input = voice.style ? `${voice.style} ${text}` : text;
-    return { model: opts.model, input, response_format: 'pcm', stream: true, ...extra };
+    return { model: opts.model, input: withStyleTags(text, voice.style), response_format: 'pcm', stream: true, ...extra };
   }
 
   const speak = (body: Record<string, unknown>, signal: AbortSignal) => pcmFrames(postStream(`${base}/audio/speech`, body, headers, opts, signal));
