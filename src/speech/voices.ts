@@ -65,7 +65,7 @@ export class VoiceResolver {
     if (row.method === 'clone') {
       if (!row.audio_path || !row.text_path || !this.clips) return this.fallback(row.voice, engine, 'it has no reference clip');
       try {
-        return { ...base, clone: await this.clips.load(row.audio_path, row.text_path) };
+        return { ...base, clone: await this.clips.load(row.audio_path, row.text_path, engine.sampleRate) };
       } catch (error) {
         return this.fallback(row.voice, engine, `its reference clip cannot be read (${error instanceof Error ? error.message : String(error)})`);
       }
