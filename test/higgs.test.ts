@@ -15,10 +15,11 @@ import { createHiggsEngine } from '../src/speech/engines/higgs.ts';
 import { createOpenAiTtsEngine } from '../src/speech/engines/openai.ts';
 import { TtsRegistry, stripInlineTags } from '../src/speech/registry.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
-import { type Frame, TestClient } from './support/client.ts';
+import { TestClient } from './support/client.ts';
 import { closeTestDatabases, openTestDatabases, resetData } from './support/db.ts';
-import { encodeWav, type EngineServer, startEngineServer, tokenize, voiceFrequency } from './support/engine-server.ts';
+import { type EngineServer, startEngineServer, voiceFrequency } from './support/engine-server.ts';
 import { type HiggsServer, startHiggsServer, toneFrequency } from './support/higgs-server.ts';
+import { turn as speak, toneClipWav, toneHz } from './support/speech-turns.ts';
 
 const OUTPUT_RATE = 24_000;
 let llm: EngineServer;
@@ -31,42 +32,8 @@ let dataDir: string;
 let chorus: ChorusUnderTest;
 const clients: TestClient[] = [];
 
-/** A tone as a stored reference clip's WAV (mono PCM16 at 24 kHz). */
-function clipWav(frequency: number, seconds = 3): Buffer {
-  const pcm = Buffer.alloc(OUTPUT_RATE * seconds * 2);
-  for (let i = 0; i < OUTPUT_RATE * seconds; i++) pcm.writeInt16LE(Math.round(Math.sin((2 * Math.PI * frequency * i) / OUTPUT_RATE) * 8000), i * 2);
-  return encodeWav(pcm, OUTPUT_RATE);
-}
-
-/** A pure tone's frequency from its zero crossings. */
-function toneHz(pcm: Buffer, rate: number): number {
-  let crossings = 0;
-  let previous = 0;
-  for (let i = 0; i < pcm.length / 2; i++) {
-    const v = pcm.readInt16LE(i * 2);
-    if ((previous < 0 && v >= 0) || (previous >= 0 && v < 0)) crossings++;
-    previous = v;
-  }
-  return crossings / 2 / (pcm.length / 2 / rate);
-}
-
-/** One turn of `name`: its text reply from the LLM, and the session's audio of it (rate and PCM). */
-async function turn(client: TestClient, name: string, reply: string) {
-  llm.chat.enqueue({ tokens: tokenize(reply) });
-  const before = client.frames.length;
-  const mine = (f: Frame) => client.frames.indexOf(f) >= before && 'data' in f && (f.data as { character_name?: string }).character_name === name;
-  client.send({ type: 'user_message', data: { text: `${name}, speak.` } });
-  const stop = await client.waitFor((f) => f.type === 'audio_stream_stop' && mine(f), `${name}'s audio`, 20_000);
-  const messageId = (stop as { data: { message_id: string } }).data.message_id;
-  const frames = client.frames.slice(before, client.frames.indexOf(stop) + 1);
-  const start = frames.find((f) => f.type === 'audio_stream_start' && (f.data as { message_id: string }).message_id === messageId);
-  const pcm: Buffer[] = [];
-  frames.forEach((f, i) => {
-    const next = frames[i + 1];
-    if (f.type === 'audio_chunk' && f.data.message_id === messageId && next?.type === 'binary') pcm.push(next.data);
-  });
-  return { rate: (start as { data: { sample_rate: number } } | undefined)?.data.sample_rate, pcm: Buffer.concat(pcm), frames };
-}
+const clipWav = (frequency: number) => toneClipWav(frequency);
+const turn = (client: TestClient, name: string, reply: string) => speak(llm, client, name, reply);
 
 before(async () => {
   const [db] = await openTestDatabases();
