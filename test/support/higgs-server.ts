@@ -19,6 +19,7 @@ export const HIGGS_TEST_RATE = 24_000;
 export interface HiggsRecord {
   path: string;
   body: Record<string, unknown>;
+  authorization: string | undefined;
   status?: number;
   /** The client went away before the answer was complete. */
   aborted: boolean;
@@ -122,7 +123,7 @@ export async function startHiggsServer(opts: { msPerChar?: number; realtime?: bo
       } catch {
         // recorded as an empty body
       }
-      const record: HiggsRecord = { path: (req.url ?? '').split('?')[0] ?? '', body, aborted: false, closed: false };
+      const record: HiggsRecord = { path: (req.url ?? '').split('?')[0] ?? '', body, authorization: req.headers.authorization, aborted: false, closed: false };
       requests.push(record);
       res.on('close', () => {
         record.aborted = !res.writableFinished;
