@@ -7,10 +7,8 @@
 // that fails is a ClipError, answered with a 400 naming the reason. decodeAudio() is the same
 // decoding without the clip's checks (the transcription endpoint's).
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
-import { BufferSource, EncodedPacketSink, Input, MATROSKA, WEBM } from 'mediabunny';
 import { MPEGDecoder } from 'mpg123-decoder';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
-import { OpusDecoder } from 'opus-decoder';
 import wavefile from 'wavefile';
 import { encodeWav } from '../transcribe/wav.ts';
 import { resampleAll, toPcm16 } from './resampler.ts';
@@ -79,6 +77,8 @@ async function decodeOgg(bytes: Buffer): Promise<Decoded> {
 
 /** WebM (or any Matroska) holding Opus: its packets demuxed, then decoded as the track's OpusHead says. */
 async function decodeWebm(bytes: Buffer): Promise<Decoded> {
+  // Loaded on the first WebM upload: the demuxer is large, and most processes never need it.
+  const [{ BufferSource, EncodedPacketSink, Input, MATROSKA, WEBM }, { OpusDecoder }] = await Promise.all([import('mediabunny'), import('opus-decoder')]);
   const input = new Input({ formats: [WEBM, MATROSKA], source: new BufferSource(bytes) });
   try {
     const track = await input.getPrimaryAudioTrack();
