@@ -14,10 +14,12 @@ import { MAX_CARD_BYTES } from './cards.ts';
 import { accessControl } from './http/access.ts';
 import { cardRouteMethods, cardRoutes } from './http/card-routes.ts';
 import { lorebookRouteMethods, lorebookRoutes } from './http/lorebook-routes.ts';
+import { transcriptionRouteMethods, transcriptionRoutes } from './http/transcription-routes.ts';
 import { voiceRouteMethods, voiceRoutes } from './http/voice-routes.ts';
 import type { ClipStore } from './speech/clip-store.ts';
-import { type CrudType, runCrud } from './db/handlers.ts';
+import { type CrudType, crudChanges, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
+import type { Voice } from './protocol.ts';
 import type { Llm } from './llm/chat.ts';
 import { renderMetrics } from './metrics.ts';
 import type { MessageSpool } from './session/message-spool.ts';
@@ -134,8 +136,14 @@ export async function buildApp(deps: AppDeps) {
   }
   await app.register(cardRoutes, { repo: deps.repo }); // its own scope: PNG and multipart bodies there only
   await app.register(lorebookRoutes, { repo: deps.repo }); // likewise: raw JSON and multipart
-  if (deps.clips) await app.register(voiceRoutes, { repo: deps.repo, clips: deps.clips, sampleRate: deps.tts?.engine.sampleRate ?? config.tts.outputSampleRate });
-  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods, ...lorebookRouteMethods, ...(deps.clips ? voiceRouteMethods : [])]) {
+  await app.register(transcriptionRoutes, { stt: deps.stt?.engine }); // likewise: multipart
+  if (deps.clips) {
+    await app.register(voiceRoutes, { repo: deps.repo, clips: deps.clips, clipRate: (engine) => clipRate(deps.tts, engine, config.tts.outputSampleRate) });
+    const clipSync = keepClipsInSync(deps.clips, deps.repo, deps.logger);
+    app.addHook('onReady', clipSync.sweep); // start-up: what a crash or an older version left behind
+    app.addHook('onClose', async () => clipSync.stop());
+  }
+  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods, ...lorebookRouteMethods, ...transcriptionRouteMethods, ...(deps.clips ? voiceRouteMethods : [])]) {
     const others = REST_METHODS.filter((m) => !allowed.includes(m));
     app.route({ method: others, url, handler: (req, reply) => methodNotAllowed(req, reply, allowed) });
   }
@@ -214,6 +222,25 @@ function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Soc
       deps.logger.error({ err: error }, 'session failed to start');
       socket.close(1011, 'session failed to start');
     });
+}
+
+/** A clip is stored at the rate of the engine that will speak it (the default engine for a voice naming none or an unconfigured one). */
+function clipRate(tts: SessionDeps['tts'], engine: Voice['engine'], fallback: number): number {
+  if (!tts) return fallback;
+  const registry = tts.engine instanceof TtsRegistry ? tts.engine : undefined;
+  const speaking = (engine && registry?.get(engine)) || registry?.get(registry.name) || tts.engine;
+  return speaking.sampleRate;
+}
+
+/**
+ * Reference clip files live as long as a voice names them: swept at start-up and after every
+ * voice change (a voice deleted or given a new clip); stop() ends the watching.
+ */
+function keepClipsInSync(clips: ClipStore, repo: Repo, logger: Logger) {
+  const sweep = () => clips.sweep(() => repo.listVoices()).catch((err: unknown) => logger.warn({ err }, 'sweeping reference clips failed'));
+  const onChange = () => void sweep();
+  crudChanges.on('characters', onChange); // voice updates and deletes are character changes too
+  return { sweep, stop: () => void crudChanges.off('characters', onChange) };
 }
 
 /** The active TTS engine and the voice ids it offers, for a client's voice editor. */

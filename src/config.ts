@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { isLoopbackHost, parseAllowedHost, parseAllowedOrigin } from './http/hosts.ts';
 import type { RateLimits } from './session/rate-limiter.ts';
 import { narrationModes } from './protocol.ts';
+import { type ReferenceAudioMode, referenceAudioModes } from './speech/engines/reference-protocols.ts';
 import type { NarrationDefaults } from './speech/narration.ts';
 
 const bool = z
@@ -81,7 +82,7 @@ const envSchema = z.object({
   // Set: the openai engine is live (whatever TTS_ENGINE); unset with TTS_ENGINE=openai: Kokoro-FastAPI's default.
   TTS_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
   // How the openai engine sends a clone voice's reference clip (docs/engines.md); none = it has no clone voices.
-  TTS_REFERENCE_AUDIO: z.enum(['none', 'ref_audio']).default('none'),
+  TTS_REFERENCE_AUDIO: z.enum(referenceAudioModes).default('none'),
   // Higgs Audio v3 (Boson's speech API or a self-hosted server speaking it): live when its URL is set.
   HIGGS_BASE_URL: z.preprocess(emptyToUndefined, url.optional()),
   HIGGS_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -178,7 +179,7 @@ export interface Config {
     /** The openai engine is live (TTS_ENGINE=openai or TTS_BASE_URL set). */
     openai: boolean;
     baseUrl: string;
-    referenceAudio: 'none' | 'ref_audio';
+    referenceAudio: ReferenceAudioMode;
     higgs: HiggsConfig | undefined;
     higgsV2: HiggsConfig | undefined;
     apiKey: string | undefined;
@@ -227,7 +228,7 @@ export interface HiggsConfig {
   apiKey: string | undefined;
   model: string;
   defaultVoice: string;
-  /** Higgs v3: register clone voices once (POST /v1/voices) instead of sending the clip each time. */
+  /** Higgs v3: register clone voices once (POST /v1/voices or /v1/audio/voices) instead of sending the clip each time. */
   customVoices: boolean;
 }
 

@@ -4,7 +4,6 @@ import { pino } from 'pino';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, redactUrlPassword } from './config.ts';
 import { openDatabase } from './db/client.ts';
-import { crudChanges } from './db/handlers.ts';
 import { Repo } from './db/repo.ts';
 import { createLlm } from './llm/chat.ts';
 import { MessageSpool } from './session/message-spool.ts';
@@ -42,8 +41,6 @@ async function main(): Promise<void> {
   logger.info({ stt: sttEngine?.name ?? 'none' }, 'speech input');
 
   const sessions = new Set<WebSocketRouter>();
-  // A voice deleted or given a new clip leaves its old clip unnamed: removed (after a grace period).
-  crudChanges.on('characters', () => void repo.listVoices().then((voices) => clips.prune(voices.flatMap((v) => [v.audio_path, v.text_path]))).catch((err: unknown) => logger.warn({ err }, 'pruning reference clips failed')));
   const app = await buildApp({ config, database, repo, llm, logger, tts, stt, sessions, spool, clips });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();

@@ -113,6 +113,44 @@ export type CharacterBook = z.infer<typeof characterBookSchema>;
 export const narrationModes = ['all', 'dialogue_only', 'narrated'] as const;
 export type NarrationMode = (typeof narrationModes)[number];
 
+/**
+ * Higgs Audio v3's sentence-level delivery tags (docs.boson.ai "Tags", the model's PROMPTING.md):
+ * a voice's or a character's `style` becomes `<|emotion:…|>`, `<|style:…|>` and `<|prosody:…|>`
+ * in front of each sentence it speaks on the higgs engine (src/speech/voice-style.ts); other
+ * engines never see them. The inline ones (sfx, pause) belong in the text itself, not in a setting.
+ */
+export const styleEmotions = [
+  'affection', 'amusement', 'anger', 'arousal', 'awe', 'bitterness', 'confusion', 'contemplation', 'contentment', 'determination', 'disgust',
+  'elation', 'enthusiasm', 'fear', 'helplessness', 'longing', 'pride', 'relief', 'sadness', 'shame', 'surprise',
+] as const;
+export const styleStyles = ['singing', 'shouting', 'whispering'] as const;
+/** Sentence-level prosody, in groups of which a style takes at most one each (speed, pitch, expressiveness). */
+export const styleProsodyGroups = {
+  speed: ['speed_very_slow', 'speed_slow', 'speed_fast', 'speed_very_fast'],
+  pitch: ['pitch_low', 'pitch_high'],
+  expressiveness: ['expressive_low', 'expressive_high'],
+} as const;
+export type StyleProsodyGroup = keyof typeof styleProsodyGroups;
+export const styleProsody = Object.values(styleProsodyGroups).flat() as Array<(typeof styleProsodyGroups)[StyleProsodyGroup][number]>;
+export type StyleProsody = (typeof styleProsody)[number];
+const PROSODY_GROUP = new Map<string, StyleProsodyGroup>(
+  (Object.entries(styleProsodyGroups) as Array<[StyleProsodyGroup, readonly string[]]>).flatMap(([group, tags]) => tags.map((tag) => [tag, group] as const)),
+);
+/** The prosody group a tag belongs to (speed_slow → speed); undefined for a tag that is not sentence-level prosody. */
+export const prosodyGroupOf = (tag: string): StyleProsodyGroup | undefined => PROSODY_GROUP.get(tag);
+
+/** A delivery style: each part optional; a character's parts override its voice's, part by part. */
+export const voiceStyleSchema = z.strictObject({
+  emotion: z.enum(styleEmotions).nullable().optional(),
+  style: z.enum(styleStyles).nullable().optional(),
+  prosody: z
+    .array(z.enum(styleProsody as [StyleProsody, ...StyleProsody[]]))
+    .max(3)
+    .refine((tags) => new Set(tags.map(prosodyGroupOf)).size === tags.length, 'prosody takes at most one speed, one pitch and one expressiveness tag')
+    .optional(),
+});
+export type VoiceStyle = z.infer<typeof voiceStyleSchema>;
+
 export const characterSchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -127,6 +165,8 @@ export const characterSchema = z.object({
   /** What of its replies is spoken (null = NARRATION); its narrator voice (null = NARRATOR_VOICE). */
   narration: z.enum(narrationModes).nullable(),
   narrator_voice: z.string().nullable(),
+  /** Its delivery style on Higgs v3 (part by part over its voice's); null = its voice's only. */
+  style: voiceStyleSchema.nullable(),
   // Character Card V2/V3 fields (docs/protocol.md, Character).
   description: z.string(),
   personality: z.string(),
@@ -164,6 +204,8 @@ export const voiceSchema = z.object({
   engine_voice: z.string().nullable(),
   speed: z.number(),
   pitch: z.number(),
+  /** Its delivery style on Higgs v3 (inline tags before each sentence); null = none. */
+  style: voiceStyleSchema.nullable(),
   created_at: timestamp,
   updated_at: timestamp,
 });
@@ -275,6 +317,7 @@ export const characterCreateSchema = z.strictObject({
   voice: nullableText(200),
   narration: z.enum(narrationModes).nullable().optional(),
   narrator_voice: nullableText(200),
+  style: voiceStyleSchema.nullable().optional(),
   system_prompt: text(20_000).optional(),
   image_url: nullableText(3_000_000),
   images: z.array(text(3_000_000)).max(20).optional(),
@@ -300,6 +343,7 @@ export const voiceCreateSchema = z.strictObject({
   engine_voice: nullableText(200),
   speed: z.number().min(0.25).max(4).optional(),
   pitch: z.number().min(0).max(2).optional(),
+  style: voiceStyleSchema.nullable().optional(),
 });
 export type VoiceCreate = z.infer<typeof voiceCreateSchema>;
 export const voiceUpdateSchema = voiceCreateSchema.partial().extend({ voice: id });

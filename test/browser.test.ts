@@ -445,7 +445,7 @@ describe('characters and voices', () => {
     await form.locator('button.preview').click();
     const preview = await proxy.waitFor(() => conn.clientMessages('preview_voice')[0], 'preview_voice');
     assert.deepEqual(preview.data, {
-      voice: { voice: 'captain-low', engine: 'espeak', engine_voice: 'en-us+m3', speed: 1.25, pitch: 0.6, method: 'preset', speaker_desc: null, scene_prompt: null },
+      voice: { voice: 'captain-low', engine: 'espeak', engine_voice: 'en-us+m3', speed: 1.25, pitch: 0.6, method: 'preset', speaker_desc: null, scene_prompt: null, style: null },
       text: 'Ahoy there.',
     });
     await proxy.waitFor(() => conn.serverMessages('audio_stream_stop').length === 1, 'the preview audio');

@@ -108,6 +108,7 @@ for (const { name, database } of databases) {
             talkativeness: 0.5,
             narration: null,
             narrator_voice: null,
+            style: null,
             description: '',
             personality: '',
             scenario: '',
@@ -249,6 +250,7 @@ for (const { name, database } of databases) {
           engine_voice: 'onyx',
           speed: 1.25,
           pitch: 0.75,
+          style: { emotion: 'contentment', prosody: ['speed_slow'] },
         });
         voiceSchema.strict().parse(created);
         assert.deepEqual(
@@ -265,6 +267,7 @@ for (const { name, database } of databases) {
             engine_voice: 'onyx',
             speed: 1.25,
             pitch: 0.75,
+            style: { emotion: 'contentment', prosody: ['speed_slow'] },
             created_at: undefined,
             updated_at: undefined,
           },
@@ -288,8 +291,8 @@ for (const { name, database } of databases) {
       test('defaults, listing order and duplicate keys', async () => {
         const plain = await repo.createVoice({ voice: 'zed' });
         assert.deepEqual(
-          [plain.method, plain.engine, plain.engine_voice, plain.audio_tokens, plain.speed, plain.pitch],
-          ['preset', null, null, null, 1, 1],
+          [plain.method, plain.engine, plain.engine_voice, plain.audio_tokens, plain.speed, plain.pitch, plain.style],
+          ['preset', null, null, null, 1, 1, null],
         );
         await repo.createVoice({ voice: 'amy' });
         assert.deepEqual(

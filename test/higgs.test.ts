@@ -14,11 +14,16 @@ import { createHiggsV2Engine, higgsSystemPrompt } from '../src/speech/engines/hi
 import { createHiggsEngine } from '../src/speech/engines/higgs.ts';
 import { createOpenAiTtsEngine } from '../src/speech/engines/openai.ts';
 import { TtsRegistry, stripInlineTags } from '../src/speech/registry.ts';
+import { createTtsEngine } from '../src/speech/tts.ts';
+import { mergeStyles, withStyleTags } from '../src/speech/voice-style.ts';
+import { loadConfig } from '../src/config.ts';
+import type { EngineVoice, TtsEngine } from '../src/speech/engine.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
-import { type Frame, TestClient } from './support/client.ts';
+import { TestClient } from './support/client.ts';
 import { closeTestDatabases, openTestDatabases, resetData } from './support/db.ts';
-import { encodeWav, type EngineServer, startEngineServer, tokenize, voiceFrequency } from './support/engine-server.ts';
+import { type EngineServer, startEngineServer, voiceFrequency } from './support/engine-server.ts';
 import { type HiggsServer, startHiggsServer, toneFrequency } from './support/higgs-server.ts';
+import { turn as speak, toneClipWav, toneHz } from './support/speech-turns.ts';
 
 const OUTPUT_RATE = 24_000;
 let llm: EngineServer;
@@ -31,42 +36,8 @@ let dataDir: string;
 let chorus: ChorusUnderTest;
 const clients: TestClient[] = [];
 
-/** A tone as a stored reference clip's WAV (mono PCM16 at 24 kHz). */
-function clipWav(frequency: number, seconds = 3): Buffer {
-  const pcm = Buffer.alloc(OUTPUT_RATE * seconds * 2);
-  for (let i = 0; i < OUTPUT_RATE * seconds; i++) pcm.writeInt16LE(Math.round(Math.sin((2 * Math.PI * frequency * i) / OUTPUT_RATE) * 8000), i * 2);
-  return encodeWav(pcm, OUTPUT_RATE);
-}
-
-/** A pure tone's frequency from its zero crossings. */
-function toneHz(pcm: Buffer, rate: number): number {
-  let crossings = 0;
-  let previous = 0;
-  for (let i = 0; i < pcm.length / 2; i++) {
-    const v = pcm.readInt16LE(i * 2);
-    if ((previous < 0 && v >= 0) || (previous >= 0 && v < 0)) crossings++;
-    previous = v;
-  }
-  return crossings / 2 / (pcm.length / 2 / rate);
-}
-
-/** One turn of `name`: its text reply from the LLM, and the session's audio of it (rate and PCM). */
-async function turn(client: TestClient, name: string, reply: string) {
-  llm.chat.enqueue({ tokens: tokenize(reply) });
-  const before = client.frames.length;
-  const mine = (f: Frame) => client.frames.indexOf(f) >= before && 'data' in f && (f.data as { character_name?: string }).character_name === name;
-  client.send({ type: 'user_message', data: { text: `${name}, speak.` } });
-  const stop = await client.waitFor((f) => f.type === 'audio_stream_stop' && mine(f), `${name}'s audio`, 20_000);
-  const messageId = (stop as { data: { message_id: string } }).data.message_id;
-  const frames = client.frames.slice(before, client.frames.indexOf(stop) + 1);
-  const start = frames.find((f) => f.type === 'audio_stream_start' && (f.data as { message_id: string }).message_id === messageId);
-  const pcm: Buffer[] = [];
-  frames.forEach((f, i) => {
-    const next = frames[i + 1];
-    if (f.type === 'audio_chunk' && f.data.message_id === messageId && next?.type === 'binary') pcm.push(next.data);
-  });
-  return { rate: (start as { data: { sample_rate: number } } | undefined)?.data.sample_rate, pcm: Buffer.concat(pcm), frames };
-}
+const clipWav = (frequency: number) => toneClipWav(frequency);
+const turn = (client: TestClient, name: string, reply: string) => speak(llm, client, name, reply);
 
 before(async () => {
   const [db] = await openTestDatabases();
@@ -254,22 +225,185 @@ describe('inline tags', () => {
 });
 
 describe('OpenAI-compatible servers with reference clips', () => {
-  test('TTS_REFERENCE_AUDIO=ref_audio sends a clone voice’s clip as base64 ref_audio with its ref_text; without it the engine has no clone voices', async () => {
+  test('TTS_REFERENCE_AUDIO=ref_audio sends a clone voice’s clip as base64 ref_audio with its ref_text, instead of a voice (a Boson-protocol server); without it the engine has no clone voices', async () => {
     const wav = clipWav(220);
     const clip = { wav, transcript: 'The reference words.', id: 'c'.repeat(64) };
-    const cloning = createOpenAiTtsEngine({ baseUrl: kokoro.baseUrl, apiKey: undefined, model: 'kokoro', sampleRate: 16_000, defaultVoice: 'af_bella', referenceAudio: 'ref_audio', timeoutMs: 5000 });
+    const cloning = createOpenAiTtsEngine({ baseUrl: v3.baseUrl, apiKey: undefined, model: 'higgs-audio-v3-tts', sampleRate: 24_000, defaultVoice: 'default', referenceAudio: 'ref_audio', timeoutMs: 5000 });
     assert.deepEqual(cloning.methods, ['preset', 'clone']);
     for (const text of ['One.', 'Two.']) {
       for await (const _ of cloning.synthesize(text, { engineVoice: 'af_bella', speed: 1, pitch: 1, clone: clip }, new AbortController().signal)) {
         // drained
       }
     }
-    const bodies = kokoro.speech.requests.map((r) => r.body);
-    assert.deepEqual(bodies.map((b) => [b.input, b.ref_audio, b.ref_text]), [
-      ['One.', wav.toString('base64'), 'The reference words.'],
-      ['Two.', wav.toString('base64'), 'The reference words.'],
+    assert.deepEqual(v3.of('/v1/audio/speech').map((r) => [r.status, r.body.input, r.body.voice, r.body.ref_audio, r.body.ref_text]), [
+      [200, 'One.', undefined, wav.toString('base64'), 'The reference words.'],
+      [200, 'Two.', undefined, wav.toString('base64'), 'The reference words.'],
     ]);
     const plain = createOpenAiTtsEngine({ baseUrl: kokoro.baseUrl, apiKey: undefined, model: 'kokoro', sampleRate: 16_000, defaultVoice: 'af_bella', timeoutMs: 5000 });
     assert.deepEqual(plain.methods, ['preset'], 'clone voices on it fall back (voice_fallback)');
+  });
+});
+
+/** Every chunk of one synthesis, concatenated. */
+async function drain(engine: TtsEngine, text: string, voice: EngineVoice): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of engine.synthesize(text, voice, new AbortController().signal)) parts.push(chunk);
+  return Buffer.concat(parts);
+}
+
+describe('delivery styles (Higgs v3 emotion, style and prosody tags)', () => {
+  test('a voice’s style leads every sentence on Higgs v3; the character’s overrides it part by part; other engines never see it', async () => {
+    await chorus.repo.createVoice({ voice: 'jo-v3', engine: 'higgs', engine_voice: 'jake', style: { emotion: 'contentment', style: 'whispering', prosody: ['speed_slow', 'pitch_low'] } });
+    await chorus.repo.createVoice({ voice: 'jo-kokoro', engine: 'openai', engine_voice: 'af_bella', style: { emotion: 'anger', prosody: ['speed_fast'] } });
+    await chorus.repo.createCharacter({ name: 'Jo', voice: 'jo-v3', system_prompt: 'You are Jo.', talkativeness: 0, style: { emotion: 'elation', prosody: ['pitch_high'] } });
+    await chorus.repo.createCharacter({ name: 'Kit', voice: 'jo-v3', system_prompt: 'You are Kit.', talkativeness: 0 });
+    await chorus.repo.createCharacter({ name: 'Lu', voice: 'jo-kokoro', system_prompt: 'You are Lu.', talkativeness: 0, style: { style: 'shouting' } });
+    const client = await TestClient.connect(chorus.wsUrl);
+    clients.push(client);
+
+    await turn(client, 'Jo', 'What a day this has been. <|emotion:sadness|>But it is over now.');
+    assert.deepEqual(
+      v3.of('/v1/audio/speech').map((r) => r.body.input),
+      [
+        // The character's emotion and pitch over the voice's; the voice's style and speed kept.
+        '<|emotion:elation|><|style:whispering|><|prosody:speed_slow|><|prosody:pitch_high|>What a day this has been.',
+        // A sentence that sets its own emotion keeps it.
+        '<|style:whispering|><|prosody:speed_slow|><|prosody:pitch_high|><|emotion:sadness|>But it is over now.',
+      ],
+    );
+    v3.requests.length = 0;
+    await turn(client, 'Kit', 'Only the voice speaks for me.');
+    assert.deepEqual(v3.of('/v1/audio/speech').map((r) => r.body.input), ['<|emotion:contentment|><|style:whispering|><|prosody:speed_slow|><|prosody:pitch_low|>Only the voice speaks for me.']);
+    await turn(client, 'Lu', 'No tags reach this engine.');
+    assert.deepEqual(kokoro.speech.requests.map((r) => r.body.input), ['No tags reach this engine.']);
+  });
+
+  test('a preview of an unsaved voice speaks its style', async () => {
+    const client = await TestClient.connect(chorus.wsUrl);
+    clients.push(client);
+    client.send({ type: 'preview_voice', data: { voice: { engine: 'higgs', engine_voice: 'jake', style: { style: 'singing' } }, text: 'La la la.' } });
+    await client.next('audio_stream_stop', 15_000);
+    assert.equal(v3.of('/v1/audio/speech')[0]?.body.input, '<|style:singing|>La la la.');
+  });
+
+  test('a bad style is refused with the field named: an unknown emotion, two speeds', async () => {
+    for (const [style, reason] of [
+      [{ emotion: 'glee' }, /style\.emotion/],
+      [{ prosody: ['speed_slow', 'speed_fast'] }, /at most one speed, one pitch and one expressiveness/],
+    ] as const) {
+      const response = await fetch(`${chorus.httpUrl}/api/voices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ voice: 'bad', style }) });
+      assert.equal(response.status, 400);
+      assert.match(((await response.json()) as { error: string }).error, reason);
+    }
+  });
+
+  test('mergeStyles and withStyleTags: part by part, nothing for an empty style, the sentence’s own tags first in their category', () => {
+    assert.equal(mergeStyles(null, null), undefined);
+    assert.equal(mergeStyles({ emotion: null, prosody: [] }, {}), undefined);
+    assert.deepEqual(mergeStyles({ emotion: 'awe', prosody: ['speed_fast', 'expressive_low'] }, { prosody: ['speed_very_slow'] }), { emotion: 'awe', style: null, prosody: ['speed_very_slow', 'expressive_low'] });
+    assert.equal(withStyleTags('Hi.', undefined), 'Hi.');
+    assert.equal(withStyleTags('<|prosody:speed_fast|>Hi.', { prosody: ['speed_slow', 'pitch_low'] }), '<|prosody:pitch_low|><|prosody:speed_fast|>Hi.');
+    assert.equal(withStyleTags('<|sfx:laughter|>Haha.', { emotion: 'amusement' }), '<|emotion:amusement|><|sfx:laughter|>Haha.', 'a sound effect is not a delivery setting');
+  });
+});
+
+describe('Higgs v3 clips sent inline, and the custom-voice route', () => {
+  const clone = (frequency: number, transcript: string): EngineVoice => {
+    const wav = clipWav(frequency);
+    return { engineVoice: 'default', speed: 1, pitch: 1, clone: { wav, transcript, id: String(frequency).padStart(64, '0') } };
+  };
+
+  test('HIGGS_CUSTOM_VOICES=false: every sentence carries ref_audio and ref_text, and no voice is registered', async () => {
+    const server = await startHiggsServer();
+    try {
+      const engine = createHiggsEngine({ timeoutMs: 5000, baseUrl: server.baseUrl, apiKey: undefined, model: 'higgs-audio-v3-tts', defaultVoice: 'default', customVoices: false });
+      const voice = clone(310, 'Inline words.');
+      for (const text of ['One.', 'Two.']) assert.ok((await drain(engine, text, voice)).length > 0);
+      assert.equal(server.requests.filter((r) => r.path.endsWith('/voices')).length, 0);
+      assert.deepEqual(server.of('/v1/audio/speech').map((r) => [r.status, r.body.voice, r.body.ref_audio, r.body.ref_text]), [
+        [200, undefined, voice.clone?.wav.toString('base64'), 'Inline words.'],
+        [200, undefined, voice.clone?.wav.toString('base64'), 'Inline words.'],
+      ]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server without custom voices (neither route): both routes tried once, then the clip goes inline for good', async () => {
+    const server = await startHiggsServer({ voicesPath: null });
+    try {
+      const engine = createHiggsEngine({ timeoutMs: 5000, baseUrl: server.baseUrl, apiKey: undefined, model: 'higgs-audio-v3-tts', defaultVoice: 'default', customVoices: true });
+      const voice = clone(320, 'No custom voices here.');
+      const first = await drain(engine, 'First.', voice);
+      await drain(engine, 'Second.', clone(330, 'Another clip.'));
+      assert.deepEqual(server.requests.filter((r) => r.path.endsWith('/voices')).map((r) => [r.path, r.status]), [['/v1/voices', 404], ['/v1/audio/voices', 404]], 'asked once, not per clip');
+      assert.deepEqual(server.of('/v1/audio/speech').map((r) => [r.status, r.body.ref_text]), [[200, 'No custom voices here.'], [200, 'Another clip.']]);
+      assert.ok(Math.abs(toneHz(first, 24_000) - toneFrequency(voice.clone!.wav.toString('base64'))) < 5);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server that has only POST /v1/audio/voices (Boson’s OpenAPI copy): used after one 404 on /v1/voices, and remembered', async () => {
+    const server = await startHiggsServer({ voicesPath: '/v1/audio/voices' });
+    try {
+      const engine = createHiggsEngine({ timeoutMs: 5000, baseUrl: server.baseUrl, apiKey: undefined, model: 'higgs-audio-v3-tts', defaultVoice: 'default', customVoices: true });
+      await drain(engine, 'First.', clone(340, 'First clip.'));
+      await drain(engine, 'Second.', clone(350, 'Second clip.'));
+      assert.deepEqual(server.requests.filter((r) => r.path.endsWith('/voices')).map((r) => [r.path, r.status]), [['/v1/voices', 404], ['/v1/audio/voices', 200], ['/v1/audio/voices', 200]]);
+      const ids = [...server.voices.keys()];
+      assert.deepEqual(server.of('/v1/audio/speech').map((r) => [r.status, r.body.voice, r.body.ref_audio]), [[200, ids[0], undefined], [200, ids[1], undefined]]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('engines assembled from configuration', () => {
+  test('HIGGS_BASE_URL and HIGGS_V2_BASE_URL make both Higgs engines live beside espeak, with their models, keys and defaults; a v2 preset goes through /v1/audio/speech', async () => {
+    const a = await startHiggsServer();
+    const b = await startHiggsServer();
+    const config = loadConfig({
+      TTS_ENGINE: 'higgs',
+      HIGGS_BASE_URL: a.baseUrl,
+      HIGGS_API_KEY: 'v3-key',
+      HIGGS_MODEL: 'higgs-v3-served',
+      HIGGS_DEFAULT_VOICE: 'jake',
+      HIGGS_V2_BASE_URL: b.baseUrl,
+      HIGGS_V2_MODEL: 'higgs-v2-served',
+      ESPEAK_WORKERS: '1',
+    });
+    const built = await createTtsEngine(config.tts);
+    assert.ok(built);
+    try {
+      assert.deepEqual(built.list().map((e) => [e.name, e.defaultVoice.engineVoice, e.methods]), [
+        ['higgs', 'jake', ['preset', 'clone']],
+        ['espeak', 'en-us+f3', ['preset']],
+        ['higgs-v2', 'en_woman', ['preset', 'clone', 'description']],
+      ]);
+      assert.ok((await drain(built, 'Default engine.', built.defaultVoice)).length > 0);
+      const v2engine = built.get('higgs-v2');
+      assert.ok(v2engine);
+      const preset = await drain(built, 'A preset voice.', { engineVoice: 'belinda', speed: 1.25, pitch: 1, engine: v2engine });
+      const [spoken] = a.of('/v1/audio/speech');
+      assert.deepEqual([spoken?.status, spoken?.body.model, spoken?.body.voice, spoken?.authorization], [200, 'higgs-v3-served', 'jake', 'Bearer v3-key']);
+      const [v2preset] = b.of('/v1/audio/speech');
+      assert.deepEqual([v2preset?.status, v2preset?.body.model, v2preset?.body.voice, v2preset?.body.speed, v2preset?.body.response_format, v2preset?.authorization], [200, 'higgs-v2-served', 'belinda', 1.25, 'pcm', undefined]);
+      assert.equal(b.of('/v1/chat/completions').length, 0, 'a preset needs no chat completion');
+      assert.ok(Math.abs(toneHz(preset, 24_000) - toneFrequency('belinda')) < 5);
+    } finally {
+      await built.close();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test('GET /api/voices/engines lists each engine’s methods', async () => {
+    const { engines } = (await (await fetch(`${chorus.httpUrl}/api/voices/engines`)).json()) as { engines: Array<{ engine: string; methods: string[] }> };
+    assert.deepEqual(engines.map((e) => [e.engine, e.methods]), [
+      ['espeak', ['preset']],
+      ['openai', ['preset']],
+      ['higgs', ['preset', 'clone']],
+      ['higgs-v2', ['preset', 'clone', 'description']],
+    ]);
   });
 });

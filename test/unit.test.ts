@@ -10,7 +10,7 @@ import { AsyncQueue } from '../src/util/async-queue.ts';
 
 const character = (id: string, name: string): Character => ({
   id, name, voice: null, system_prompt: '', image_url: null, images: [], is_active: true, last_message: null,
-  talkativeness: 0.5, narration: null, narrator_voice: null, description: '', personality: '', scenario: '', first_mes: '', mes_example: '', creator_notes: '',
+  talkativeness: 0.5, narration: null, narrator_voice: null, style: null, description: '', personality: '', scenario: '', first_mes: '', mes_example: '', creator_notes: '',
   post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '', character_book: null, extensions: {},
   created_at: '', updated_at: '',
 });

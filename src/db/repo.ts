@@ -524,6 +524,7 @@ async function insertCharacter(tx: Db, input: CharacterImport): Promise<Characte
       voice,
       narration: input.narration ?? null,
       narrator_voice: narratorVoice,
+      style: input.style ?? null,
       system_prompt: input.system_prompt ?? '',
       image_url: input.image_url ?? null,
       images: input.images ?? [],

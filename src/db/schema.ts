@@ -3,7 +3,7 @@
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, type VoiceStyle, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -28,6 +28,8 @@ export const voices = pgTable(
     engine_voice: text(),
     speed: real().notNull().default(1),
     pitch: real().notNull().default(1),
+    /** Higgs v3 delivery tags (emotion, style, prosody) put before each sentence; null = none. */
+    style: jsonb().$type<VoiceStyle>(),
     ...timestamps,
   },
   (t) => [check('voices_method_check', sql`${t.method} in (${oneOf(voiceMethods)})`)],
@@ -48,6 +50,8 @@ export const characters = pgTable(
     /** What of its replies is spoken (null = the NARRATION default) and the narrator's voice (null = NARRATOR_VOICE). */
     narration: text({ enum: narrationModes }),
     narrator_voice: text().references(() => voices.voice, { onDelete: 'set null', onUpdate: 'cascade' }),
+    /** Its Higgs v3 delivery style, part by part over its voice's; null = the voice's. */
+    style: jsonb().$type<VoiceStyle>(),
     // Character Card V2/V3 fields (an imported card's, or given by create/update).
     description: text().notNull().default(''),
     personality: text().notNull().default(''),

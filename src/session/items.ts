@@ -2,7 +2,7 @@
 // AudioChunk). Every item carries its message and the generation it was made in: an interrupt
 // bumps the session's generation, and any stage drops items of an older one.
 
-import type { VoiceDefinition } from '../protocol.ts';
+import type { VoiceDefinition, VoiceStyle } from '../protocol.ts';
 import type { CharacterNarration } from '../speech/narration.ts';
 
 /** Who is speaking a message, and with which stored voice (a voices-table key, or null). */
@@ -13,6 +13,8 @@ export interface Speaker {
   voice: string | null;
   /** An unsaved voice to speak with instead of the stored one (a preview of the editor's settings). */
   definition?: VoiceDefinition;
+  /** The character's own delivery style, over its voice's (not the narrator's). */
+  style?: VoiceStyle | null;
   /** The character's narration settings (null fields = NARRATION / NARRATOR_VOICE); absent = speak all. */
   narration?: CharacterNarration;
 }

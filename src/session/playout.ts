@@ -115,7 +115,7 @@ export class Utterance {
     this.finished = new Promise((resolve) => (this.resolve = resolve));
     const settings = narrationOf(speaker.narration, owner.narration);
     this.narration = new Narration(speaker.narration ? settings.mode : 'all'); // a preview speaks all
-    const { definition: _characterVoiceOnly, ...narrator } = speaker;
+    const { definition: _characterVoiceOnly, style: _characterStyleOnly, ...narrator } = speaker;
     this.voices = { character: speaker, narrator: { ...narrator, voice: settings.narratorVoice } };
   }
 

@@ -131,6 +131,7 @@ export class ConversationTurn {
       character_name: character.name,
       message_id: plan.messageId,
       voice: character.voice,
+      style: character.style,
       narration: { narration: character.narration, narrator_voice: character.narrator_voice },
     };
     const ids = { character_id: speaker.character_id, character_name: speaker.character_name, message_id: speaker.message_id };

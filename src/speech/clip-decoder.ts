@@ -1,9 +1,11 @@
 // Reference clip uploads, decoded in-process (no ffmpeg): WAV (wavefile: any PCM or float bit
-// depth), MP3 (mpg123-decoder), Ogg Opus (ogg-opus-decoder) and FLAC (@wasm-audio-decoders/flac),
-// told apart by their first bytes. The clip is mixed to mono, trimmed of leading and trailing
-// silence, checked (3–30 s, not silent, not clipped) and resampled to the engines' rate as one
-// mono PCM16 WAV: what every engine is sent and what is stored. A clip that fails is a ClipError,
-// answered with a 400 naming the reason.
+// depth), MP3 (mpg123-decoder), Ogg Opus (ogg-opus-decoder), FLAC (@wasm-audio-decoders/flac) and
+// WebM/Matroska with Opus, as a browser's MediaRecorder records (mediabunny demuxes it,
+// opus-decoder decodes its packets), told apart by their first bytes. The clip is mixed to mono,
+// trimmed of leading and trailing silence, checked (3–30 s, not silent, not clipped) and resampled
+// to its engine's rate as one mono PCM16 WAV: what the engine is sent and what is stored. A clip
+// that fails is a ClipError, answered with a 400 naming the reason. decodeAudio() is the same
+// decoding without the clip's checks (the transcription endpoint's).
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
 import { MPEGDecoder } from 'mpg123-decoder';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
@@ -39,14 +41,9 @@ const FORMATS: Format[] = [
   { name: 'FLAC', test: (b) => ascii(b, 0, 'fLaC'), decode: (b) => wasmDecode(new FLACDecoder(), b) },
   { name: 'Ogg Opus', test: (b) => ascii(b, 0, 'OggS'), decode: decodeOgg },
   { name: 'MP3', test: (b) => ascii(b, 0, 'ID3') || (b.length > 1 && b[0] === 0xff && ((b[1] ?? 0) & 0xe0) === 0xe0), decode: decodeMp3 },
-  {
-    name: 'WebM',
-    test: (b) => b.readUInt32BE(0) === 0x1a45dfa3,
-    decode: async () => {
-      throw new ClipError('WebM clips are not decoded on the server (no WebM demuxer is installed): upload WAV, MP3, Ogg Opus or FLAC; the web client converts its recordings to WAV');
-    },
-  },
+  { name: 'WebM', test: (b) => b.readUInt32BE(0) === 0x1a45dfa3, decode: decodeWebm },
 ];
+const FORMAT_NAMES = 'WAV, MP3, Ogg Opus, FLAC or WebM/Opus';
 
 async function decodeWav(bytes: Buffer): Promise<Decoded> {
   let wav: InstanceType<typeof wavefile.WaveFile>;
@@ -76,6 +73,42 @@ async function decodeOgg(bytes: Buffer): Promise<Decoded> {
   // Ogg Vorbis and others carry no OpusHead in their first page.
   if (!bytes.subarray(0, 200).includes('OpusHead')) throw new ClipError('only Ogg Opus is decoded (this Ogg file holds another codec, e.g. Vorbis)');
   return wasmDecode(new OggOpusDecoder(), bytes);
+}
+
+/** WebM (or any Matroska) holding Opus: its packets demuxed, then decoded as the track's OpusHead says. */
+async function decodeWebm(bytes: Buffer): Promise<Decoded> {
+  // Loaded on the first WebM upload: the demuxer is large, and most processes never need it.
+  const [{ BufferSource, EncodedPacketSink, Input, MATROSKA, WEBM }, { OpusDecoder }] = await Promise.all([import('mediabunny'), import('opus-decoder')]);
+  const input = new Input({ formats: [WEBM, MATROSKA], source: new BufferSource(bytes) });
+  try {
+    const track = await input.getPrimaryAudioTrack();
+    if (!track) throw new ClipError('the WebM file holds no audio track');
+    if (track.codec !== 'opus') throw new ClipError(`only Opus is decoded in WebM (this one holds ${track.codec ?? 'an unknown codec'}): upload WAV, MP3, Ogg Opus or FLAC instead`);
+    const config = await track.getDecoderConfig();
+    const head = opusHead(config?.description, track.numberOfChannels);
+    const packets: Uint8Array[] = [];
+    for await (const packet of new EncodedPacketSink(track).packets()) packets.push(packet.data);
+    const decoder = new OpusDecoder({ ...head, sampleRate: 48_000 });
+    await decoder.ready;
+    try {
+      const out = decoder.decodeFrames(packets);
+      return { channels: out.channelData, sampleRate: out.sampleRate };
+    } finally {
+      decoder.free();
+    }
+  } finally {
+    input.dispose();
+  }
+}
+
+/** The decoder settings of an OpusHead (RFC 7845 §5.1): channels, pre-skip and, past stereo, the stream mapping. */
+function opusHead(description: AllowSharedBufferSource | undefined, channels: number) {
+  const head = description === undefined ? undefined : ArrayBuffer.isView(description) ? Buffer.from(description.buffer, description.byteOffset, description.byteLength) : Buffer.from(description);
+  if (!head || head.length < 19 || head.toString('latin1', 0, 8) !== 'OpusHead') return { channels: Math.min(2, channels || 1), preSkip: 0 };
+  const count = head[9] ?? 1;
+  const base = { channels: count, preSkip: head.readUInt16LE(10) };
+  if (head[18] === 0 || head.length < 21 + count) return base;
+  return { ...base, streamCount: head[19] ?? 1, coupledStreamCount: head[20] ?? 0, channelMappingTable: [...head.subarray(21, 21 + count)] };
 }
 
 async function wasmDecode(decoder: { ready: Promise<void>; free(): void; decodeFile(data: Uint8Array): Promise<{ channelData: Float32Array[]; sampleRate: number }> }, bytes: Buffer): Promise<Decoded> {
@@ -131,19 +164,25 @@ export function trimAndCheck(samples: Float32Array, rate: number): Float32Array 
   return trimmed;
 }
 
-/** Decodes an uploaded clip into the stored form: mono PCM16 WAV at `rate`, trimmed and checked. */
-export async function prepareClip(bytes: Buffer, rate: number): Promise<{ wav: Buffer; seconds: number; format: string }> {
+/** Any of the formats above as mono samples at their own rate, with the format's name. */
+export async function decodeAudio(bytes: Buffer): Promise<{ samples: Float32Array; sampleRate: number; format: string }> {
   const format = FORMATS.find((f) => bytes.length >= 4 && f.test(bytes));
-  if (!format) throw new ClipError('the clip is not WAV, MP3, Ogg Opus or FLAC');
+  if (!format) throw new ClipError(`the audio is not ${FORMAT_NAMES}`);
   let decoded: Decoded;
   try {
     decoded = await format.decode(bytes);
   } catch (error) {
     if (error instanceof ClipError) throw error;
-    throw new ClipError(`the ${format.name} clip cannot be decoded (${error instanceof Error ? error.message : String(error)})`);
+    throw new ClipError(`the ${format.name} audio cannot be decoded (${error instanceof Error ? error.message : String(error)})`);
   }
-  if (!(decoded.sampleRate > 0) || decoded.channels.length === 0) throw new ClipError(`the ${format.name} clip holds no audio`);
-  const trimmed = trimAndCheck(mono(decoded.channels), decoded.sampleRate);
+  if (!(decoded.sampleRate > 0) || decoded.channels.length === 0) throw new ClipError(`the ${format.name} audio holds no sound`);
+  return { samples: mono(decoded.channels), sampleRate: decoded.sampleRate, format: format.name };
+}
+
+/** Decodes an uploaded clip into the stored form: mono PCM16 WAV at `rate` (its engine's), trimmed and checked. */
+export async function prepareClip(bytes: Buffer, rate: number): Promise<{ wav: Buffer; seconds: number; format: string }> {
+  const decoded = await decodeAudio(bytes);
+  const trimmed = trimAndCheck(decoded.samples, decoded.sampleRate);
   const resampled = await resampleAll(trimmed, decoded.sampleRate, rate);
-  return { wav: encodeWav(toPcm16(resampled), rate), seconds: resampled.length / rate, format: format.name };
+  return { wav: encodeWav(toPcm16(resampled), rate), seconds: resampled.length / rate, format: decoded.format };
 }

@@ -1,7 +1,7 @@
 // The small interface every text-to-speech engine implements (espeak in-process, OpenAI-
 // compatible servers, Higgs Audio v3 and v2 over HTTP). Engines are process-wide and shared by
 // all connections; several are live at once, and each voice names the one that speaks it.
-import type { TtsEngineName, VoiceMethod } from '../protocol.ts';
+import type { TtsEngineName, VoiceMethod, VoiceStyle } from '../protocol.ts';
 
 /** A voice's reference clip, prepared once: mono PCM16 LE WAV and what is said in it. */
 export interface ReferenceClip {
@@ -26,8 +26,8 @@ export interface EngineVoice {
   clone?: ReferenceClip | undefined;
   /** description: a voice described in words (Higgs v2's speaker and scene descriptions). */
   description?: { speaker: string | null; scene: string | null } | undefined;
-  /** Inline style tags put before every sentence by engines that read them (Higgs v3's `<|emotion:…|>`). */
-  style?: string | undefined;
+  /** Delivery style (the character's over its voice's): Higgs v3 puts it before each sentence as inline tags; other engines ignore it. */
+  style?: VoiceStyle | undefined;
   /** Set when the stored voice could not be used as it is, and this is its engine's default instead: why. */
   fallback?: string | undefined;
 }

@@ -15,6 +15,7 @@ import type { AudioItem, SentenceItem } from '../session/items.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
 import type { TtsEngine } from './engine.ts';
 import { Synthesis } from './synthesis.ts';
+import { mergeStyles } from './voice-style.ts';
 import type { VoiceResolver } from './voices.ts';
 
 /** Synthesized audio a connection may hold unsent (≈ 11 s of 24 kHz PCM16). */
@@ -121,7 +122,9 @@ export class Speech {
         const { definition } = item.speaker;
         const voice = await (definition ? this.deps.voices.fromUnsaved(definition) : this.deps.voices.resolve(item.speaker.voice));
         if (voice.fallback !== undefined) this.warnOnce(item.speaker.voice ?? '', voice.fallback);
-        return timed(engine.synthesize(text, voice, signal));
+        // The character's own style, part by part over its voice's (a fallback voice keeps it too).
+        const styled = item.speaker.style ? { ...voice, style: mergeStyles(voice.style, item.speaker.style) } : voice;
+        return timed(engine.synthesize(text, styled, signal));
       },
       (s) => this.readRoom(s, item.generation),
       (bytes) => (this.queuedBytes += bytes),

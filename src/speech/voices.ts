@@ -13,6 +13,7 @@ import type { Voice, VoiceDefinition } from '../protocol.ts';
 import type { ClipStore } from './clip-store.ts';
 import type { EngineVoice, TtsEngine } from './engine.ts';
 import { TtsRegistry } from './registry.ts';
+import { mergeStyles } from './voice-style.ts';
 
 export class VoiceResolver {
   private readonly cache = new Map<string, Promise<EngineVoice>>();
@@ -38,7 +39,7 @@ export class VoiceResolver {
 
   /** An unsaved definition (a preview), with the defaults a stored voice gets; never cached. */
   fromUnsaved(definition: VoiceDefinition): Promise<EngineVoice> {
-    const { voice, method, audio_path, text_path, speaker_desc, scene_prompt, engine, engine_voice, speed, pitch } = definition;
+    const { voice, method, audio_path, text_path, speaker_desc, scene_prompt, engine, engine_voice, speed, pitch, style } = definition;
     return this.fromDefinition({
       voice: voice ?? 'unsaved voice',
       method: method ?? 'preset',
@@ -50,20 +51,21 @@ export class VoiceResolver {
       engine_voice: engine_voice ?? null,
       speed: speed ?? 1,
       pitch: pitch ?? 1,
+      style: style ?? null,
     });
   }
 
   /** A voice definition as it would be spoken (stored or not: previews of unsaved settings). */
-  async fromDefinition(row: Pick<Voice, 'voice' | 'method' | 'engine' | 'engine_voice' | 'speed' | 'pitch' | 'audio_path' | 'text_path' | 'speaker_desc' | 'scene_prompt'> & { style?: string | null }): Promise<EngineVoice> {
+  async fromDefinition(row: Pick<Voice, 'voice' | 'method' | 'engine' | 'engine_voice' | 'speed' | 'pitch' | 'audio_path' | 'text_path' | 'speaker_desc' | 'scene_prompt' | 'style'>): Promise<EngineVoice> {
     const engine = this.engineNamed(row.engine);
     if (!engine) return this.fallback(row.voice, this.defaultEngine(), `its engine "${row.engine}" is not configured on this server`);
     const methods = engine.methods ?? ['preset'];
     if (!methods.includes(row.method)) return this.fallback(row.voice, engine, `the ${engine.name} engine cannot speak ${row.method} voices`);
-    const base: EngineVoice = { engineVoice: row.engine_voice || engine.defaultVoice.engineVoice, speed: row.speed, pitch: row.pitch, engine, ...(row.style ? { style: row.style } : {}) };
+    const base: EngineVoice = { engineVoice: row.engine_voice || engine.defaultVoice.engineVoice, speed: row.speed, pitch: row.pitch, engine, style: mergeStyles(row.style, undefined) };
     if (row.method === 'clone') {
       if (!row.audio_path || !row.text_path || !this.clips) return this.fallback(row.voice, engine, 'it has no reference clip');
       try {
-        return { ...base, clone: await this.clips.load(row.audio_path, row.text_path) };
+        return { ...base, clone: await this.clips.load(row.audio_path, row.text_path, engine.sampleRate) };
       } catch (error) {
         return this.fallback(row.voice, engine, `its reference clip cannot be read (${error instanceof Error ? error.message : String(error)})`);
       }

@@ -1,6 +1,7 @@
 // A loopback server speaking the Higgs Audio protocols Chorus uses, recording what it receives:
 //   Higgs v3 (Boson's speech API)
 //     POST /v1/voices          {ref_audio (base64), ref_text} → {voice: "voice_<sha256 of the audio>"}
+//                              (at `voicesPath`: /v1/voices, /v1/audio/voices, or null for none)
 //     POST /v1/audio/speech    {model, input, voice | ref_audio+ref_text, response_format: "pcm", stream}
 //                              → raw PCM16 24 kHz; an unknown "voice_…" id → 404; voice together
 //                              with ref_audio → 400 (they are mutually exclusive)
@@ -18,6 +19,7 @@ export const HIGGS_TEST_RATE = 24_000;
 export interface HiggsRecord {
   path: string;
   body: Record<string, unknown>;
+  authorization: string | undefined;
   status?: number;
   /** The client went away before the answer was complete. */
   aborted: boolean;
@@ -47,7 +49,8 @@ function tone(samples: number, frequency: number): Buffer {
   return pcm;
 }
 
-export async function startHiggsServer(opts: { msPerChar?: number; realtime?: boolean } = {}): Promise<HiggsServer> {
+export async function startHiggsServer(opts: { msPerChar?: number; realtime?: boolean; voicesPath?: string | null } = {}): Promise<HiggsServer> {
+  const voicesPath = opts.voicesPath === undefined ? '/v1/voices' : opts.voicesPath;
   const msPerChar = opts.msPerChar ?? 20;
   const requests: HiggsRecord[] = [];
   const voices = new Map<string, string>();
@@ -72,7 +75,7 @@ export async function startHiggsServer(opts: { msPerChar?: number; realtime?: bo
     };
     const { body } = record;
     const samples = (text: unknown) => Math.max(1, Math.round(((String(text).length * msPerChar) / 1000) * HIGGS_TEST_RATE));
-    if (record.path === '/v1/voices') {
+    if (record.path === voicesPath) {
       if (typeof body.ref_audio !== 'string' || typeof body.ref_text !== 'string' || body.ref_text === '') return answer(400, { error: 'ref_audio and ref_text are required' });
       const id = `voice_${createHash('sha256').update(Buffer.from(body.ref_audio, 'base64')).digest('hex')}`;
       voices.set(id, body.ref_text);
@@ -120,7 +123,7 @@ export async function startHiggsServer(opts: { msPerChar?: number; realtime?: bo
       } catch {
         // recorded as an empty body
       }
-      const record: HiggsRecord = { path: (req.url ?? '').split('?')[0] ?? '', body, aborted: false, closed: false };
+      const record: HiggsRecord = { path: (req.url ?? '').split('?')[0] ?? '', body, authorization: req.headers.authorization, aborted: false, closed: false };
       requests.push(record);
       res.on('close', () => {
         record.aborted = !res.writableFinished;

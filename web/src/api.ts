@@ -56,7 +56,16 @@ export const api = {
   deleteCharacter: (id: string) => call<{ id: string }>('DELETE', `/api/characters/${seg(id)}`),
   /** Character cards (PNG or JSON), several at once (docs/api.md, Character cards). */
   importCards: (files: readonly File[]) => call<{ characters: Character[] }>('POST', '/api/characters/import', formOf(files)),
-  /** A clone voice's reference clip (WAV, MP3, Ogg Opus or FLAC) and its transcript (docs/api.md). */
+  /** A voice's stored reference clip: its transcript, length and rate (404 when it has none). */
+  reference: (voice: string) => call<{ transcript: string; seconds: number; sample_rate: number }>('GET', `/api/voices/${seg(voice)}/reference`),
+  referenceAudioUrl: (voice: string) => `/api/voices/${seg(voice)}/reference/audio`,
+  /** The text of a recording, by the server's speech input engine (503 when it has none). */
+  transcribe: (audio: Blob, name: string) => {
+    const form = new FormData();
+    form.append('audio', audio, name);
+    return call<{ text: string }>('POST', '/api/transcriptions', form);
+  },
+  /** A clone voice's reference clip (WAV, MP3, Ogg Opus, FLAC or WebM/Opus) and its transcript (docs/api.md). */
   uploadReference: (voice: string, clip: Blob, name: string, transcript: string) => {
     const form = new FormData();
     form.append('file', clip, name);

@@ -1,5 +1,6 @@
-// The Characters panel: list and search the cast, create and edit a character (name, voice,
-// picture by URL or uploaded file, active or not, and every Character Card field: the long ones
+// The Characters panel: list and search the cast, create and edit a character (name, voice, what
+// of its replies is spoken and the narrator's voice, its delivery style on Higgs v3, picture by
+// URL or uploaded file, active or not, and every Character Card field: the long ones
 // in collapsible sections, the alternate greetings as a list), switch characters on and off,
 // delete one after confirming, import cards (PNG or JSON, V1/V2/V3) by file picker or by
 // dropping files on the panel, several at once, and export one as a PNG or JSON card (V2 or
@@ -7,7 +8,8 @@
 import { api } from './api.ts';
 import { avatar, h, icon, replace, safeImageUrl } from './dom.ts';
 import type { Store } from './store.ts';
-import type { Character, CharacterCreate } from './types.ts';
+import { styleFields } from './style-fields.ts';
+import type { Character, CharacterCreate, NarrationMode } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
 /** Uploaded pictures are stored inline as data: URLs, so they are kept small. */
@@ -142,6 +144,16 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
   const version = h('input', { type: 'text', class: 'input', name: 'character_version', maxLength: 1000, value: character?.character_version ?? '' });
   const voice = h('select', { class: 'input', name: 'voice' }, h('option', { value: '' }, 'Default voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   voice.value = character?.voice ?? '';
+  const narration = h('select', { class: 'input', name: 'narration' }, h('option', { value: '' }, 'Server default (NARRATION)'), [...NARRATION_LABELS].map(([mode, label]) => h('option', { value: mode }, label)));
+  narration.value = character?.narration ?? '';
+  const narratorVoice = h('select', { class: 'input', name: 'narrator_voice' }, h('option', { value: '' }, 'Server default (NARRATOR_VOICE)'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
+  narratorVoice.value = character?.narrator_voice ?? '';
+  // The narrator's voice matters only when narration is spoken apart (or may be: the server default).
+  const narratorField = field('Narrator voice', narratorVoice, 'Reads *actions* and narration when they are spoken apart.');
+  const showNarrator = () => (narratorField.hidden = narration.value === 'all' || narration.value === 'dialogue_only');
+  narration.addEventListener('change', showNarrator);
+  showNarrator();
+  const style = styleFields(character?.style ?? null, 'As its voice');
   const active = h('input', { type: 'checkbox', name: 'is_active', checked: character?.is_active ?? true });
 
   const preview = h('span', { class: 'picture-preview' });
@@ -203,6 +215,13 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     h('h3', null, character ? `Edit ${character.name}` : 'New character'),
     field('Name', name),
     field('Voice', voice, 'Manage voices under Voices.'),
+    h(
+      'div',
+      { class: 'field-pair narration-fields' },
+      field('Spoken', narration, 'What of a reply is read aloud; code and links never are.'),
+      narratorField,
+    ),
+    style.el,
     texts.map((t) => t.el),
     greetings.el,
     h('div', { class: 'field-row card-meta' }, field('Tags', tags, 'Separated by commas.'), field('Creator', creator), field('Version', version)),
@@ -271,6 +290,9 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     const input: CharacterCreate = {
       name: trimmed,
       voice: voice.value || null,
+      narration: (narration.value || null) as NarrationMode | null,
+      narrator_voice: narratorVoice.value || null,
+      style: style.value(),
       image_url: image,
       is_active: active.checked,
       ...Object.fromEntries(texts.map((t) => [t.name, t.value()])),
@@ -293,6 +315,13 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
   });
   return form;
 }
+
+/** What of a character's replies is spoken (docs/protocol.md, Narration). */
+const NARRATION_LABELS = new Map<NarrationMode, string>([
+  ['all', 'Everything, in its voice'],
+  ['dialogue_only', 'Only quoted dialogue'],
+  ['narrated', 'Dialogue in its voice, narration in the narrator’s'],
+]);
 
 function formatKb(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;

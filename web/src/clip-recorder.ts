@@ -1,12 +1,19 @@
 // Recording a reference clip from the microphone: MediaRecorder records what the browser can
-// (WebM/Opus in Chromium, Ogg or MP4 elsewhere), and the recording is decoded by the browser itself
-// (AudioContext.decodeAudioData) into a mono 16-bit WAV, which the server decodes without needing
-// a WebM demuxer.
+// (WebM/Opus in Chromium and Firefox, MP4/AAC in Safari). WebM and Ogg with Opus are uploaded as
+// recorded (the server decodes them); anything else is decoded by the browser itself
+// (AudioContext.decodeAudioData) into a mono 16-bit WAV first, since the server has no AAC decoder.
 
 export interface ClipRecording {
-  stop(): Promise<Blob>;
+  /** The recording, and a file name saying its format. */
+  stop(): Promise<{ blob: Blob; name: string }>;
   cancel(): void;
 }
+
+/** Recorded types the server decodes as they are, and the file name each is sent under. */
+const AS_RECORDED: ReadonlyArray<[RegExp, string]> = [
+  [/^audio\/webm;.*opus/i, 'recording.webm'],
+  [/^audio\/ogg;.*opus/i, 'recording.ogg'],
+];
 
 export async function startRecording(): Promise<ClipRecording> {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
@@ -21,7 +28,9 @@ export async function startRecording(): Promise<ClipRecording> {
       recorder.stop();
       await stopped;
       release();
-      return toWav(new Blob(parts, { type: recorder.mimeType }));
+      const recording = new Blob(parts, { type: recorder.mimeType });
+      const kept = AS_RECORDED.find(([type]) => type.test(recorder.mimeType));
+      return kept ? { blob: recording, name: kept[1] } : { blob: await toWav(recording), name: 'recording.wav' };
     },
     cancel() {
       if (recorder.state !== 'inactive') recorder.stop();

@@ -1,11 +1,14 @@
 // The Voices panel: list, create and edit voices — one of the configured TTS engines
 // (GET /api/voices/engines), the method and its own fields (preset: the engine's voice, espeak's
-// by language and variant; clone: a reference clip and its transcript; description: speaker and
-// scene), speed and pitch — delete one after confirming, and hear the settings as edited, before
-// saving (`preview_voice` with a definition, played through the normal audio path, the panel open).
-import { api } from './api.ts';
+// by language and variant; clone: a reference clip and its transcript, the stored one shown and
+// playable, a new one's transcript pre-filled by the server's speech input engine; description:
+// speaker and scene), speed, pitch and, on Higgs v3, the delivery style — delete one after
+// confirming, and hear the settings as edited, before saving (`preview_voice` with a definition,
+// played through the normal audio path, the panel open).
+import { api, ApiError } from './api.ts';
 import { type ClipRecording, startRecording } from './clip-recorder.ts';
 import { h, icon, replace } from './dom.ts';
+import { styleFields } from './style-fields.ts';
 import type { Store } from './store.ts';
 import type { ClientMessage, EngineVoices, Voice, VoiceCreate, VoiceDefinition } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
@@ -146,6 +149,9 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
   // names) and audio_tokens are the server's: never shown, never sent on save.
   const clip = cloneFields(voice, actions);
   const presetFields = h('div', { class: 'method-fields preset-fields' }, field('Engine voice', engineVoice));
+  // The delivery style: only Higgs v3 reads it, so it shows for that engine only (kept when hidden).
+  const style = styleFields(voice?.style ?? null, 'None');
+  const showStyle = () => (style.el.hidden = engineInfo(engine.value)?.engine !== 'higgs');
   const descriptionFields = h('div', { class: 'method-fields description-fields' }, field('Speaker description', speakerDesc, 'Who is speaking and how they sound'), field('Scene', scenePrompt, 'Where they are: the recording’s setting'));
   const sections = new Map<string, HTMLElement>([
     ['preset', presetFields],
@@ -158,10 +164,12 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
     fillEngineVoices(engineVoice.value || null);
     fillMethods(method.value);
     showMethodFields();
+    showStyle();
   });
   fillEngineVoices(voice?.engine_voice ?? null);
   fillMethods(voice?.method ?? 'preset');
   showMethodFields();
+  showStyle();
 
   const previewText = h('input', { type: 'text', class: 'input', name: 'preview_text', maxLength: 1000, placeholder: 'Text to speak (optional)' });
   const formError = h('p', { class: 'field-error form-error', attrs: { role: 'alert' } });
@@ -182,6 +190,7 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
       method: method.value as Method,
       speaker_desc: orNull(speakerDesc.value),
       scene_prompt: orNull(scenePrompt.value),
+      style: style.value(),
     };
   };
   const preview = () => {
@@ -204,6 +213,7 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
     clip.section,
     descriptionFields,
     h('div', { class: 'field-pair' }, field('Speed', speed.row, '1 = normal'), field('Pitch', pitch.row, '1 = normal (espeak only)')),
+    style.el,
     formError,
     h(
       'div',
@@ -252,18 +262,55 @@ function voiceForm(voice: Voice | null, engines: EngineVoices, actions: FormActi
   return form;
 }
 
-/** The clone method's own fields: a reference clip (a file, or recorded here) with its transcript, uploaded to the saved voice. */
+/**
+ * The clone method's own fields: a reference clip (a file, or recorded here) with its transcript,
+ * uploaded to the saved voice. The stored clip's transcript and audio are shown when the editor
+ * opens; a new clip's transcript is filled in by the server's speech input engine (unless typed).
+ */
 function cloneFields(voice: Voice | null, actions: FormActions) {
-  const file = h('input', { type: 'file', class: 'input', name: 'clip_file', attrs: { accept: 'audio/*,.wav,.mp3,.ogg,.opus,.flac' } });
+  const file = h('input', { type: 'file', class: 'input', name: 'clip_file', attrs: { accept: 'audio/*,.wav,.mp3,.ogg,.opus,.flac,.webm' } });
   const transcript = h('textarea', { class: 'input', name: 'clip_transcript', rows: 2, maxLength: 2000, placeholder: 'Exactly what is said in the clip' });
   const player = h('audio', { class: 'clip-player', controls: true, hidden: true });
   const status = h('p', { class: 'field-hint clip-status' }, voice?.audio_path ? 'A reference clip is stored for this voice.' : 'No reference clip yet.');
+  const hint = h('p', { class: 'field-hint transcript-status', attrs: { 'aria-live': 'polite' } });
   let clip: { blob: Blob; name: string } | undefined;
   let recording: ClipRecording | undefined;
+  /** The transcript was typed (or edited) by the person: speech recognition leaves it alone. */
+  let typed = false;
+  transcript.addEventListener('input', () => (typed = transcript.value.trim() !== ''));
+  const play = (src: string) => {
+    player.src = src;
+    player.hidden = false;
+  };
+  if (voice?.audio_path) {
+    play(api.referenceAudioUrl(voice.voice));
+    api
+      .reference(voice.voice)
+      .then((stored) => {
+        if (!typed) transcript.value = stored.transcript;
+        status.textContent = `A reference clip is stored for this voice: ${stored.seconds.toFixed(1)} s at ${stored.sample_rate} Hz.`;
+      })
+      .catch((e: unknown) => (status.textContent = `The stored clip cannot be shown (${describeError(e)}).`));
+  }
+  const prefill = (blob: Blob, name: string) => {
+    hint.textContent = 'Transcribing the clip…';
+    api
+      .transcribe(blob, name)
+      .then(({ text }) => {
+        if (clip?.blob !== blob) return; // another clip was chosen meanwhile
+        if (typed) return void (hint.textContent = 'Speech recognition heard: “' + text + '” (your transcript is kept).');
+        transcript.value = text;
+        hint.textContent = 'Filled in by speech recognition: check it against the clip.';
+      })
+      .catch((e: unknown) => {
+        if (clip?.blob !== blob) return;
+        hint.textContent = e instanceof ApiError && e.status === 503 ? 'Speech input is not configured on this server: type what is said in the clip.' : `The clip could not be transcribed (${describeError(e)}): type what is said in it.`;
+      });
+  };
   const take = (blob: Blob, name: string) => {
     clip = { blob, name };
-    player.src = URL.createObjectURL(blob);
-    player.hidden = false;
+    play(URL.createObjectURL(blob));
+    prefill(blob, name);
   };
   file.addEventListener('change', () => {
     const chosen = file.files?.[0];
@@ -275,7 +322,7 @@ function cloneFields(voice: Voice | null, actions: FormActions) {
       const done = recording;
       recording = undefined;
       record.textContent = 'Record';
-      void done.stop().then((wav) => take(wav, 'recording.wav'), (e: unknown) => toast(describeError(e), 'error', 'Could not record'));
+      void done.stop().then((r) => take(r.blob, r.name), (e: unknown) => toast(describeError(e), 'error', 'Could not record'));
       return;
     }
     startRecording()
@@ -304,8 +351,9 @@ function cloneFields(voice: Voice | null, actions: FormActions) {
     'fieldset',
     { class: 'clip-fields' },
     h('legend', null, 'Reference clip (3–30 s)'),
-    h('div', { class: 'field-pair' }, field('Clip file', file, 'WAV, MP3, Ogg Opus or FLAC'), h('div', { class: 'clip-actions' }, record, player)),
+    h('div', { class: 'field-pair' }, field('Clip file', file, 'WAV, MP3, Ogg Opus, FLAC or WebM'), h('div', { class: 'clip-actions' }, record, player)),
     field('Transcript', transcript),
+    hint,
     h('div', { class: 'form-actions' }, upload),
     voice ? null : h('p', { class: 'field-hint' }, 'Create the voice first, then upload its clip.'),
     status,

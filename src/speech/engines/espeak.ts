@@ -42,6 +42,7 @@ export async function createEspeakEngine(opts: EspeakOptions): Promise<TtsEngine
   return {
     name: 'espeak',
     sampleRate: info.sampleRate,
+    methods: ['preset'],
     defaultVoice,
     synthesize: (text, voice, signal) => stream(pool, request(text, voice), signal),
     listVoices: async () => [...voiceList],

@@ -1,11 +1,15 @@
 // Higgs Audio v3 (bosonai/higgs-audio-v3-tts-4b) through Boson's speech API, hosted or self-hosted:
 // OpenAI's POST /v1/audio/speech with `stream: true` and `response_format: "pcm"` (24 kHz mono
 // s16le, forwarded as it arrives), plus Boson's additions. A clone voice is registered once as a
-// custom voice (POST /v1/voices with `ref_audio` base64 + `ref_text`; its id is then the request's
-// `voice`), re-registered when the server answers that it does not know the id, and sent inline
-// (`ref_audio`/`ref_text` in the speech request) when the server has no custom voices. A voice's
-// inline tags (`<|emotion:…|>`, `<|style:…|>`, …) go in front of the text. Streaming takes no speed.
+// custom voice (`ref_audio` base64 + `ref_text`; its id is then the request's `voice`) at POST
+// /v1/voices, as Boson's API reference names it, or POST /v1/audio/voices, as its OpenAPI copy
+// does: the first route the server has is used and remembered. It is re-registered when the
+// server answers that it does not know the id, and sent inline (`ref_audio`/`ref_text` in the
+// speech request) when the server has neither route. A voice's
+// style becomes inline tags (`<|emotion:…|>`, `<|style:…|>`, …) in front of each sentence
+// (src/speech/voice-style.ts). Streaming takes no speed.
 import type { EngineVoice, ReferenceClip, TtsEngine } from '../engine.ts';
+import { withStyleTags } from '../voice-style.ts';
 import { Base64Clips } from './base64-clips.ts';
 import { type HttpLimits, jsonHeaders, pcmFrames, postJson, postStream, SpeechHttpError } from './http-audio.ts';
 
@@ -20,6 +24,11 @@ export interface HiggsOptions extends HttpLimits {
 
 export const HIGGS_SAMPLE_RATE = 24_000;
 
+/** Where a custom voice is registered, in the order tried (see the top comment). */
+export const VOICE_ROUTES = ['/voices', '/audio/voices'] as const;
+/** Answers meaning "no such route": try the next one. */
+const NO_ROUTE = new Set([404, 405, 501]);
+
 /** Answers meaning "no such voice": the server forgot a custom voice (or never had it). */
 const forgotten = (error: unknown) =>
   error instanceof SpeechHttpError && (error.status === 404 || ((error.status === 400 || error.status === 422) && /voice/i.test(error.detail)));
@@ -31,6 +40,8 @@ export function createHiggsEngine(opts: HiggsOptions): TtsEngine {
   /** Clip id → custom voice id (a promise: concurrent sentences of one voice register it once). */
   const registered = new Map<string, Promise<string | undefined>>();
   let customVoices = opts.customVoices;
+  /** The registration route tried first: the one that worked last. */
+  let route = 0;
 
   /** The custom voice id of a clip, registering it if needed; undefined when the server has none. */
   function customVoice(clip: ReferenceClip, signal: AbortSignal): Promise<string | undefined> {
@@ -44,24 +55,27 @@ export function createHiggsEngine(opts: HiggsOptions): TtsEngine {
   }
 
   async function register(clip: ReferenceClip, signal: AbortSignal): Promise<string | undefined> {
-    try {
-      const answer = await postJson(`${base}/voices`, { ref_audio: clips.of(clip), ref_text: clip.transcript }, headers, opts.timeoutMs, signal);
+    const body = { ref_audio: clips.of(clip), ref_text: clip.transcript };
+    for (let i = route; i < VOICE_ROUTES.length; i++) {
+      let answer: unknown;
+      try {
+        answer = await postJson(`${base}${VOICE_ROUTES[i]}`, body, headers, opts.timeoutMs, signal);
+      } catch (error) {
+        if (error instanceof SpeechHttpError && NO_ROUTE.has(error.status)) continue;
+        throw error;
+      }
+      route = i;
       const voice = (answer as { voice?: unknown } | null)?.voice;
       if (typeof voice !== 'string' || voice === '') throw new Error('the speech server registered the voice but named no voice id');
       return voice;
-    } catch (error) {
-      // A server without custom voices (404/405/501 on /voices): every request carries the clip instead.
-      if (error instanceof SpeechHttpError && [404, 405, 501].includes(error.status)) {
-        customVoices = false;
-        return undefined;
-      }
-      throw error;
     }
+    // A server without custom voices: every request carries the clip instead.
+    customVoices = false;
+    return undefined;
   }
 
   function request(text: string, voice: EngineVoice, extra: Record<string, unknown>): Record<string, unknown> {
-    const input = voice.style ? `${voice.style} ${text}` : text;
-    return { model: opts.model, input, response_format: 'pcm', stream: true, ...extra };
+    return { model: opts.model, input: withStyleTags(text, voice.style), response_format: 'pcm', stream: true, ...extra };
   }
 
   const speak = (body: Record<string, unknown>, signal: AbortSignal) => pcmFrames(postStream(`${base}/audio/speech`, body, headers, opts, signal));

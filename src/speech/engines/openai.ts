@@ -1,12 +1,13 @@
-// TTS through any OpenAI-compatible /v1/audio/speech server (Kokoro-FastAPI, speaches, Higgs
-// Audio's vLLM server, OpenAI): asks for raw PCM (`response_format: "pcm"`) and forwards the
-// response body as it arrives, so the first audio leaves before the sentence is finished. Servers
-// that clone from a reference clip in the same request (TTS_REFERENCE_AUDIO=ref_audio: Boson-style
-// `ref_audio` base64 + `ref_text`, as vLLM-Omni's and several self-hosted servers take it) get
-// clone voices too; the clip's base64 is made once per clip, not per sentence.
+// TTS through any OpenAI-compatible /v1/audio/speech server (Kokoro-FastAPI, speaches, vLLM-Omni,
+// Chatterbox TTS API, OpenAI): asks for raw PCM (`response_format: "pcm"`) and forwards the
+// response body as it arrives, so the first audio leaves before the sentence is finished (a
+// server that answers WAV anyway has its header read and checked: src/speech/wav-pcm.ts). Servers
+// that clone from a reference clip get clone voices the way each documents it, chosen by
+// TTS_REFERENCE_AUDIO (src/speech/engines/reference-protocols.ts).
 import type { EngineVoice, TtsEngine } from '../engine.ts';
-import { Base64Clips } from './base64-clips.ts';
+import { pcmOfBody } from '../wav-pcm.ts';
 import { type HttpLimits, jsonHeaders, pcmFrames, postStream } from './http-audio.ts';
+import { type ReferenceAudioMode, referenceProtocol } from './reference-protocols.ts';
 
 export interface OpenAiTtsOptions extends HttpLimits {
   baseUrl: string;
@@ -15,7 +16,7 @@ export interface OpenAiTtsOptions extends HttpLimits {
   sampleRate: number;
   defaultVoice: string | undefined;
   /** How a clone voice's clip is sent; `none`: the server has no clone voices. */
-  referenceAudio?: 'none' | 'ref_audio' | undefined;
+  referenceAudio?: ReferenceAudioMode | undefined;
 }
 
 /** OpenAI's own voices: offered when the server has no voice list of its own. */
@@ -24,20 +25,22 @@ const OPENAI_VOICES = ['alloy', 'ash', 'ballad', 'coral', 'echo', 'fable', 'nova
 export function createOpenAiTtsEngine(opts: OpenAiTtsOptions): TtsEngine {
   const base = opts.baseUrl.replace(/\/+$/, '');
   const headers = jsonHeaders(opts.apiKey);
-  const clips = new Base64Clips();
-  const cloning = opts.referenceAudio === 'ref_audio';
+  const authorization: Record<string, string> = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+  const protocol = referenceProtocol(opts.referenceAudio ?? 'none', { base, authorization, timeoutMs: opts.timeoutMs });
+  const what = `the speech server at ${new URL(base).origin}`;
 
-  function body(text: string, voice: EngineVoice): Record<string, unknown> {
-    const request: Record<string, unknown> = { model: opts.model, input: text, voice: voice.engineVoice, response_format: 'pcm', speed: voice.speed };
-    if (cloning && voice.clone) {
-      request.ref_audio = clips.of(voice.clone);
-      request.ref_text = voice.clone.transcript;
-    }
-    return request;
+  async function body(text: string, voice: EngineVoice, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const who = voice.clone && protocol.clone ? await protocol.clone(voice.clone, signal) : { voice: voice.engineVoice };
+    return { model: opts.model, input: text, ...who, response_format: 'pcm', ...(protocol.speed ? { speed: voice.speed } : {}), ...protocol.extra };
+  }
+
+  async function* synthesize(text: string, voice: EngineVoice, signal: AbortSignal): AsyncGenerator<Buffer> {
+    const request = await body(text, voice, signal);
+    yield* pcmFrames(pcmOfBody(postStream(`${base}${protocol.route}`, request, headers, opts, signal), opts.sampleRate, what));
   }
 
   async function listVoices(): Promise<string[]> {
-    // Kokoro-FastAPI and speaches list their voices here; OpenAI itself does not.
+    // Kokoro-FastAPI, speaches and vLLM-Omni list their voices here; OpenAI itself does not.
     try {
       const response = await fetch(`${base}/audio/voices`, { headers, signal: AbortSignal.timeout(3000) });
       if (response.ok) {
@@ -54,9 +57,9 @@ export function createOpenAiTtsEngine(opts: OpenAiTtsOptions): TtsEngine {
   return {
     name: 'openai',
     sampleRate: opts.sampleRate,
-    methods: cloning ? ['preset', 'clone'] : ['preset'],
+    methods: protocol.clone ? ['preset', 'clone'] : ['preset'],
     defaultVoice: { engineVoice: opts.defaultVoice ?? 'alloy', speed: 1, pitch: 1 },
-    synthesize: (text, voice, signal) => pcmFrames(postStream(`${base}/audio/speech`, body(text, voice), headers, opts, signal)),
+    synthesize,
     listVoices,
     close: async () => {},
   };
