@@ -461,6 +461,15 @@ export class Repo {
     return valid.flatMap((id) => byId.get(id) ?? []);
   }
 
+  /** The lorebooks of these names (exact, as SillyTavern names its worlds); of two with one name, the older. */
+  async lorebooksByNames(names: readonly string[]): Promise<Lorebook[]> {
+    if (names.length === 0) return [];
+    const rows = await this.db.select().from(lorebooks).where(inArray(lorebooks.name, [...new Set(names)])).orderBy(asc(lorebooks.created_at), asc(lorebooks.id));
+    const byName = new Map<string, Lorebook>();
+    for (const row of rows) if (!byName.has(row.name)) byName.set(row.name, toRecord(row));
+    return [...byName.values()];
+  }
+
   /** Creates all the lorebooks or, if one fails, none. */
   async createLorebooks(inputs: readonly LorebookCreate[]): Promise<Lorebook[]> {
     return this.db.transaction(async (tx) => {
