@@ -521,8 +521,8 @@ export const serverMessageSchemas = {
   ),
   audio_stream_stop: withData('audio_stream_stop', z.object({ ...streamIds, interrupted: z.boolean().optional() })),
   interrupt_ack: msg('interrupt_ack', {}),
-  /** A user message was taken: the id it is stored under (for edit_message / delete_message). */
-  user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string() })),
+  /** A user message was taken: the id it is stored under (for edit_message / delete_message), and the persona name it is stored with. */
+  user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string(), name: z.string() })),
   /** An interrupted reply keeps only what was heard: `text` is the stored text, a prefix of what was streamed. */
   message_truncated: withData('message_truncated', z.object({ message_id: z.string(), text: z.string() })),
   /** A message changed (edit_message, select_alternative, regenerate, continue): its state as stored. */
