@@ -314,6 +314,7 @@ describe('cards in the web client', () => {
     assert.equal(stored.name, 'Harbour lore');
     const [harbour, light, gull] = stored.book.entries as Array<Record<string, unknown>>;
     assert.deepEqual([harbour!.keys, harbour!.constant, harbour!.insertion_order, harbour!.extensions], [['harbour', 'quay'], true, 5, { probability: 100, vectorized: false, position: 0 }], 'the world-info fields kept');
+    assert.deepEqual([harbour!.id, light!.id, gull!.id], [0, 1, 2], 'the fields the editor does not show are kept');
     assert.deepEqual([light!.enabled, light!.comment, light!.secondary_keys, light!.selective], [false, 'The old light', ['storm'], true]);
     assert.deepEqual([gull!.keys, gull!.secondary_keys, gull!.content, gull!.position, gull!.extensions], [['gull'], ['storm'], 'Gulls fly low.', 'after_char', { position: 6, selectiveLogic: 2 }]);
 

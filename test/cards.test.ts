@@ -638,6 +638,12 @@ describe('Character Card V3 fields on the record', () => {
     assert.deepEqual(v2.data.source, card.data.source);
     assert.deepEqual((await (await exported(c.id, 'format=json&spec=v3')).json()).data.group_only_greetings, [], 'V3 requires it: written empty');
     assert.deepEqual(Object.hasOwn((await (await exported(plain.id, 'format=json')).json()).data, 'nickname'), false, 'never added to a card that had none');
+    // A card that states a field empty keeps it so when an edit leaves it alone.
+    const stated = await importJson({ ...v3Card('Stated Empty'), data: { ...v3Card('Stated Empty').data, nickname: '', source: [] } });
+    const untouched = await api(`/api/characters/${stated.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ nickname: '', source: [], description: 'edited' }) });
+    assert.equal(untouched.status, 200);
+    const statedCard = await (await exported(stated.id, 'format=json&spec=v3')).json();
+    assert.deepEqual([statedCard.data.nickname, statedCard.data.source], ['', []], 'still stated, as the card had it');
     const bad = await api(`/api/characters/${c.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ assets: [{ uri: 'x' }] }) });
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { error: string }).error, /data\.assets\.0\.type/);
