@@ -112,8 +112,7 @@ export function cardFromPng(bytes: Buffer): CharacterImport {
   const json = decodeBase64Utf8(texts.get(keyword) ?? '', `the PNG's "${keyword}" chunk`);
   const input = cardFromJson(parseCardJson(json, `the PNG's "${keyword}" chunk`));
   // The picture without the card in it: the card is stored as fields, not twice.
-  const picture = Buffer.from(encodeChunks(chunks.filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))))));
-  return { ...input, picture: { content_type: 'image/png', bytes: picture } };
+  return { ...input, picture: { content_type: 'image/png', bytes: withoutCard(bytes, chunks) } };
 }
 
 /** A parsed card (V1 flat, V2 or V3 with `data`) as the character to create. */
@@ -263,27 +262,46 @@ function exportedExtensions(character: Character): Json {
  * one) with the card in it: `chara` (V2) and, for V3, `ccv3` as well, as SillyTavern writes them.
  */
 export function characterPng(stored: Exportable, spec: CardSpec): Buffer {
-  const picture = pictureChunks(stored).filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))));
+  const picture = pictureOf(stored);
   const base64 = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
   const texts = [textChunk.encode('chara', base64(characterCard(stored, 'v2')))];
   if (spec === 'v3') texts.push(textChunk.encode('ccv3', base64(characterCard(stored, 'v3'))));
-  const end = picture.findIndex((c) => c.name === 'IEND');
-  const chunks = [...picture.slice(0, end), ...texts, ...picture.slice(end)];
-  return Buffer.from(encodeChunks(chunks));
+  // The text chunks go just before IEND, which ends the file (12 bytes: no data).
+  const encoded = Buffer.from(encodeChunks(texts)).subarray(PNG_SIGNATURE.length);
+  return Buffer.concat([picture.subarray(0, picture.length - IEND_BYTES), encoded, picture.subarray(picture.length - IEND_BYTES)]);
 }
 
-function pictureChunks({ character, picture }: Exportable): Array<{ name: string; data: Uint8Array }> {
+const IEND_BYTES = 12;
+
+/** A readable PNG of the character without any card chunk, ending with IEND. */
+function pictureOf({ character, picture }: Exportable): Buffer {
   const url = character.image_url;
   const bytes = picture?.content_type === 'image/png' ? picture.bytes : url?.startsWith(PNG_DATA_URL) ? Buffer.from(url.slice(PNG_DATA_URL.length), 'base64') : undefined;
-  if (bytes) {
+  if (bytes && isPng(bytes)) {
     try {
       const chunks = extractChunks(new Uint8Array(bytes));
-      if (chunks.some((c) => c.name === 'IEND')) return chunks;
+      if (chunks.at(-1)?.name === 'IEND') return withoutCard(bytes, chunks);
     } catch {
       // Not a readable PNG after all: the generated picture stands in.
     }
   }
-  return solidPng(colourOf(character.id));
+  return Buffer.from(encodeChunks(solidPng(colourOf(character.id))));
+}
+
+/**
+ * The PNG's bytes without its card chunks, cut out of the file as they are (each chunk is
+ * 12 bytes and its data, in file order after the signature): no chunk is encoded again, which
+ * for a picture of megabytes is most of the cost.
+ */
+function withoutCard(bytes: Buffer, chunks: ReadonlyArray<{ name: string; data: Uint8Array }>): Buffer {
+  const kept: Buffer[] = [bytes.subarray(0, PNG_SIGNATURE.length)];
+  let at = PNG_SIGNATURE.length;
+  for (const chunk of chunks) {
+    const end = at + 12 + chunk.data.length;
+    if (!(chunk.name === 'tEXt' && isCardKeyword(textKeyword(chunk.data)))) kept.push(bytes.subarray(at, end));
+    at = end;
+  }
+  return Buffer.concat(kept);
 }
 
 /** A 64×64 PNG of one colour (RGB, 8 bits, no interlace). */

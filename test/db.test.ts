@@ -205,6 +205,20 @@ for (const { name, database } of databases) {
       });
     });
 
+    describe('character pictures', () => {
+      test('a card picture is stored with its character, read back byte for byte, and goes with it', async () => {
+        const bytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) & 0xff));
+        const [c] = await repo.importCharacters([{ name: 'Pictured', picture: { content_type: 'image/png', bytes } }]);
+        assert.match(c!.image_url ?? '', /^\/api\/characters\/pictured-001\/image\?v=[0-9a-f]{16}$/);
+        const stored = await repo.getCharacterPicture(c!.id);
+        assert.equal(stored.content_type, 'image/png');
+        assert.ok(stored.bytes.equals(bytes), 'the same bytes');
+        assert.equal((await repo.getCharacterCard(c!.id)).picture?.bytes.length, bytes.length);
+        await repo.deleteCharacter(c!.id);
+        await assert.rejects(repo.getCharacterPicture(c!.id), NotFoundError);
+      });
+    });
+
     describe('character ids', () => {
       beforeEach(() => resetData(database)); // each test on its own data
 
