@@ -1,22 +1,18 @@
 // Character cards (Character Card V1, V2 and V3, as SillyTavern and others share them): reading a
 // card from its JSON or from the PNG that carries it in a tEXt chunk (`chara`, V3's `ccv3`,
 // base64 of UTF-8 JSON), and writing a character back out as one. The card's fields Chorus
-// models are columns; all others (V3's nickname, assets …, unknown ones) are kept as the
-// character's `card` and written back on export, so import → export → import changes nothing.
+// models are columns; its other `data` fields (V3's, which the record shows typed, and unknown
+// ones) are kept as the character's `card`, its own top-level fields (SillyTavern's `avatar`,
+// `chat`, `create_date`, unknown ones) as `card_top`, and both are written back on export, so
+// import → export → import changes nothing. An export repeats the V1 fields at the top level,
+// as SillyTavern writes a card, for readers of V1 only. The card's picture is stored apart
+// (character_pictures, src/db/repo.ts) and embedded again on export.
 import { deflateSync } from 'node:zlib';
 import encodeChunks from 'png-chunks-encode';
 import extractChunks from 'png-chunks-extract';
 import textChunk from 'png-chunk-text';
-import type { CharacterImport } from './db/repo.ts';
-import {
-  type Character,
-  characterCreateSchema,
-  describeZodError,
-  isStorableJson,
-  protoKeyPath,
-  talkativenessOf,
-  UNSTORABLE_TEXT,
-} from './protocol.ts';
+import type { CharacterImport, Picture, StoredCard } from './db/repo.ts';
+import { type Character, cardV3Fields, characterCreateSchema, describeZodError, isStorableJson, protoKeyPath, talkativenessOf, UNSTORABLE_TEXT } from './protocol.ts';
 import { JsonInputError, isJsonObject as isObject, parseJson, parseJsonFile } from './util/json.ts';
 
 /** A card that cannot be imported; the message says why, for the person who sent it. */
@@ -24,12 +20,10 @@ export class CardError extends Error {
   override name = 'CardError';
 }
 
-/** The largest card file read (PNG or JSON). */
+/** The largest card file read (PNG or JSON); its picture may be almost all of it. */
 export const MAX_CARD_BYTES = 8 * 1024 * 1024;
 /** Cards in one multipart upload. */
 export const MAX_CARD_FILES = 20;
-/** A picture is kept as a data URL in image_url, whose limit (protocol.ts) this is. */
-const MAX_IMAGE_URL_CHARS = 3_000_000;
 
 export type CardSpec = 'v2' | 'v3';
 const SPECS = new Map<string, CardSpec>([
@@ -37,7 +31,7 @@ const SPECS = new Map<string, CardSpec>([
   ['chara_card_v3', 'v3'],
 ]);
 
-/** The card fields that are Character columns; every other field of the card is kept in `card`. */
+/** The card fields that are Character columns. */
 const COLUMN_FIELDS = [
   'name',
   'description',
@@ -55,7 +49,17 @@ const COLUMN_FIELDS = [
   'character_book',
   'extensions',
 ] as const satisfies ReadonlyArray<keyof Character>;
-const isColumnField = (key: string) => (COLUMN_FIELDS as readonly string[]).includes(key);
+/** The fields read through the Character schema: the columns and V3's (kept in `card` as they came). */
+const RECORD_FIELDS = new Set<string>([...COLUMN_FIELDS, ...cardV3Fields]);
+const isV3Field = (key: string) => (cardV3Fields as readonly string[]).includes(key);
+
+/**
+ * SillyTavern's top-level copy of the V1 fields beside `spec` and `data` (and the name it gives
+ * each in `data`): written afresh from the character on every export, so not kept on import.
+ */
+const V1_COPY = ['name', 'description', 'personality', 'scenario', 'first_mes', 'mes_example', 'creatorcomment', 'talkativeness', 'fav', 'tags'];
+/** A V2/V3 card's top-level keys that are the card itself. */
+const ENVELOPE = new Set(['spec', 'spec_version', 'data']);
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const PNG_DATA_URL = 'data:image/png;base64,';
@@ -63,6 +67,9 @@ const PNG_DATA_URL = 'data:image/png;base64,';
 const CARD_KEYWORDS = ['ccv3', 'chara'] as const;
 
 export const isPng = (bytes: Uint8Array): boolean => bytes.length >= 8 && PNG_SIGNATURE.equals(bytes.subarray(0, 8));
+
+type Json = Record<string, unknown>;
+const define = (target: Json, key: string, value: unknown) => Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 
 // ---------------------------------------------------------------------------------------------
 // Import
@@ -105,12 +112,7 @@ export function cardFromPng(bytes: Buffer): CharacterImport {
   const json = decodeBase64Utf8(texts.get(keyword) ?? '', `the PNG's "${keyword}" chunk`);
   const input = cardFromJson(parseCardJson(json, `the PNG's "${keyword}" chunk`));
   // The picture without the card in it: the card is stored as fields, not twice.
-  const picture = Buffer.from(encodeChunks(chunks.filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))))));
-  const imageUrl = PNG_DATA_URL + picture.toString('base64');
-  if (imageUrl.length > MAX_IMAGE_URL_CHARS) {
-    throw new CardError(`the card's picture is ${mb(picture.length)}; pictures are kept up to ${mb((MAX_IMAGE_URL_CHARS * 3) / 4)}`);
-  }
-  return { ...input, image_url: imageUrl };
+  return { ...input, picture: { content_type: 'image/png', bytes: withoutCard(bytes, chunks) } };
 }
 
 /** A parsed card (V1 flat, V2 or V3 with `data`) as the character to create. */
@@ -118,38 +120,59 @@ export function cardFromJson(card: unknown): CharacterImport {
   if (!isObject(card)) throw new CardError('the card is not a JSON object');
   const proto = protoKeyPath(card);
   if (proto !== undefined) throw new CardError(`the card has a "__proto__" key (at ${proto}); such keys are refused`);
-  let data: Record<string, unknown>;
-  let where: string;
-  if (Object.hasOwn(card, 'spec')) {
-    const spec = card.spec;
-    if (typeof spec !== 'string' || !SPECS.has(spec)) {
-      throw new CardError(`the card's spec is ${JSON.stringify(spec)}; Chorus reads "chara_card_v2" and "chara_card_v3" (or a V1 card without spec)`);
-    }
-    const inner = Object.hasOwn(card, 'data') ? card.data : undefined;
-    if (!isObject(inner)) throw new CardError(`the ${spec} card has no "data" object`);
-    data = inner;
-    where = 'data';
-  } else {
-    data = card; // V1: the fields at the top level
-    where = 'card';
-  }
+  const { data, where, top } = Object.hasOwn(card, 'spec') ? specCard(card) : v1Card(card);
   if (!Object.hasOwn(data, 'name') || typeof data.name !== 'string' || data.name.trim() === '') {
     throw new CardError(`the card has no name (${where}.name)`);
   }
-  const columns: Record<string, unknown> = {};
-  const extras: Array<[string, unknown]> = [];
+  const fields: Json = {};
+  const extras: Json = {};
   for (const [key, value] of Object.entries(data)) {
-    if (!isColumnField(key)) extras.push([key, value]);
+    if (!RECORD_FIELDS.has(key)) define(extras, key, value);
     // A null field is an absent one (some writers put null for empty), except the lorebook's.
-    else if (value !== null || key === 'character_book') Object.defineProperty(columns, key, { value, enumerable: true, writable: true, configurable: true });
+    else if (value !== null || key === 'character_book') define(fields, key, value);
   }
-  const parsed = characterCreateSchema.safeParse(columns);
+  const parsed = characterCreateSchema.safeParse(fields);
   if (!parsed.success) throw new CardError(`the card has invalid fields: ${describeZodError(parsed.error, where)}`);
-  const card_ = Object.fromEntries(extras);
-  if (!isStorableJson(card_)) throw new CardError(`the card's other fields ${UNSTORABLE_TEXT}`);
-  // V1 (SillyTavern's old format) had talkativeness at the top level.
-  const v1Talkativeness = where === 'card' ? talkativenessOf(data) : undefined;
-  return { ...parsed.data, ...(v1Talkativeness === undefined ? {} : { talkativeness: v1Talkativeness }), card: card_ };
+  // V3's fields are kept as the card has them (the record shows them typed, src/card-v3.ts).
+  const columns: Json = {};
+  for (const [key, value] of Object.entries(parsed.data)) define(isV3Field(key) ? extras : columns, key, value);
+  if (!isStorableJson(extras) || !isStorableJson(top)) throw new CardError(`the card's other fields ${UNSTORABLE_TEXT}`);
+  return { ...(columns as typeof parsed.data), ...v1Extras(card, where), card: extras, card_top: top };
+}
+
+/** A V2/V3 card: the fields under `data`; its other top-level fields but the V1 copy are its own. */
+function specCard(card: Json): { data: Json; where: string; top: Json } {
+  const spec = card.spec;
+  if (typeof spec !== 'string' || !SPECS.has(spec)) {
+    throw new CardError(`the card's spec is ${JSON.stringify(spec)}; Chorus reads "chara_card_v2" and "chara_card_v3" (or a V1 card without spec)`);
+  }
+  const data = Object.hasOwn(card, 'data') ? card.data : undefined;
+  if (!isObject(data)) throw new CardError(`the ${spec} card has no "data" object`);
+  return { data, where: 'data', top: Object.fromEntries(Object.entries(card).filter(([key]) => !ENVELOPE.has(key) && !V1_COPY.includes(key))) };
+}
+
+/** A V1 card (SillyTavern's old format): the fields at the top level; the ones a V2 card keeps elsewhere stay there. */
+function v1Card(card: Json): { data: Json; where: string; top: Json } {
+  const data: Json = {};
+  const top: Json = {};
+  for (const [key, value] of Object.entries(card)) {
+    if (RECORD_FIELDS.has(key)) define(data, key, value);
+    else if (!V1_COPY.includes(key)) define(top, key, value); // the V1 copy's own names: v1Extras
+  }
+  return { data, where: 'card', top };
+}
+
+/** What a V1 card says in its own names: `creatorcomment` (the creator notes), `talkativeness`, `fav`. */
+function v1Extras(card: Json, where: string): Partial<CharacterImport> {
+  if (where !== 'card') return {};
+  const own = (key: string) => (Object.hasOwn(card, key) ? card[key] : undefined);
+  const notes = own('creatorcomment');
+  const talkativeness = talkativenessOf(card);
+  return {
+    ...(typeof notes === 'string' && own('creator_notes') === undefined ? { creator_notes: notes } : {}),
+    ...(talkativeness === undefined ? {} : { talkativeness }),
+    ...(typeof own('fav') === 'boolean' && own('extensions') === undefined ? { extensions: { fav: own('fav') } } : {}),
+  };
 }
 
 function parseCardJson(text: string, what: string): unknown {
@@ -183,52 +206,102 @@ const isCardKeyword = (keyword: string) => CARD_KEYWORDS.some((k) => k === keywo
 // ---------------------------------------------------------------------------------------------
 // Export
 
-/** The character as a card of `spec` (V2: chara_card_v2 2.0; V3: chara_card_v3 3.0). */
-export function characterCard(character: Character, card: Record<string, unknown>, spec: CardSpec): Record<string, unknown> {
-  const columns = COLUMN_FIELDS.map((key) => [key, key === 'extensions' ? exportedExtensions(character) : character[key]] as const);
+/** What an export is made from (Repo.getCharacterCard). */
+export type Exportable = Pick<StoredCard, 'character' | 'card' | 'card_top'> & { picture?: Picture | undefined };
+
+/**
+ * The character as a card of `spec` (V2: chara_card_v2 2.0; V3: chara_card_v3 3.0): the V1 copy
+ * and the card's own top-level fields, then `spec`, `spec_version` and `data`.
+ */
+export function characterCard({ character, card, card_top: top }: Exportable, spec: CardSpec): Json {
+  const extensions = exportedExtensions(character);
+  const columns = COLUMN_FIELDS.map((key) => [key, key === 'extensions' ? extensions : character[key]] as const);
   const data = Object.fromEntries<unknown>([
     ...columns.filter(([key, value]) => !(key === 'character_book' && value === null)), // no lorebook: no field
     ...(spec === 'v3' ? [['group_only_greetings', []] as const] : []), // required by V3; the card's own wins below
     ...Object.entries(card),
   ]);
-  return spec === 'v3' ? { spec: 'chara_card_v3', spec_version: '3.0', data } : { spec: 'chara_card_v2', spec_version: '2.0', data };
+  const envelope = spec === 'v3' ? { spec: 'chara_card_v3', spec_version: '3.0' } : { spec: 'chara_card_v2', spec_version: '2.0' };
+  return { ...v1Copy(character, extensions), ...top, ...envelope, data };
+}
+
+/**
+ * The V1 fields at the top level, as SillyTavern's charaFormatData writes them beside `data`:
+ * the six V1 fields, `creatorcomment` (the creator notes), `avatar` ("none"; a card's own wins),
+ * `talkativeness` (as `extensions` has it, else the character's), `fav` and `tags`.
+ */
+function v1Copy(character: Character, extensions: Json): Json {
+  const own = (key: string) => (Object.hasOwn(extensions, key) ? extensions[key] : undefined);
+  return {
+    name: character.name,
+    description: character.description,
+    personality: character.personality,
+    scenario: character.scenario,
+    first_mes: character.first_mes,
+    mes_example: character.mes_example,
+    creatorcomment: character.creator_notes,
+    avatar: 'none',
+    talkativeness: Object.hasOwn(extensions, 'talkativeness') ? own('talkativeness') : character.talkativeness,
+    fav: own('fav') === true,
+    tags: character.tags,
+  };
 }
 
 /**
  * The extensions as stored, with talkativeness written in only when the character's differs
  * from what they say (so a card's "0.8" stays "0.8", and a card without one stays without).
  */
-function exportedExtensions(character: Character): Record<string, unknown> {
+function exportedExtensions(character: Character): Json {
   const implied = talkativenessOf(character.extensions) ?? 0.5;
   if (implied === character.talkativeness) return character.extensions;
   return { ...character.extensions, talkativeness: character.talkativeness };
 }
 
 /**
- * The character's picture (when it is a PNG data URL; otherwise a generated one) with the card
- * in it: `chara` (V2) and, for V3, `ccv3` as well, as SillyTavern writes them.
+ * The character's picture (its stored card picture, or a PNG data URL; otherwise a generated
+ * one) with the card in it: `chara` (V2) and, for V3, `ccv3` as well, as SillyTavern writes them.
  */
-export function characterPng(character: Character, card: Record<string, unknown>, spec: CardSpec): Buffer {
-  const picture = pictureChunks(character).filter((c) => !(c.name === 'tEXt' && isCardKeyword(textKeyword(c.data))));
+export function characterPng(stored: Exportable, spec: CardSpec): Buffer {
+  const picture = pictureOf(stored);
   const base64 = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
-  const texts = [textChunk.encode('chara', base64(characterCard(character, card, 'v2')))];
-  if (spec === 'v3') texts.push(textChunk.encode('ccv3', base64(characterCard(character, card, 'v3'))));
-  const end = picture.findIndex((c) => c.name === 'IEND');
-  const chunks = [...picture.slice(0, end), ...texts, ...picture.slice(end)];
-  return Buffer.from(encodeChunks(chunks));
+  const texts = [textChunk.encode('chara', base64(characterCard(stored, 'v2')))];
+  if (spec === 'v3') texts.push(textChunk.encode('ccv3', base64(characterCard(stored, 'v3'))));
+  // The text chunks go just before IEND, which ends the file (12 bytes: no data).
+  const encoded = Buffer.from(encodeChunks(texts)).subarray(PNG_SIGNATURE.length);
+  return Buffer.concat([picture.subarray(0, picture.length - IEND_BYTES), encoded, picture.subarray(picture.length - IEND_BYTES)]);
 }
 
-function pictureChunks(character: Character): Array<{ name: string; data: Uint8Array }> {
+const IEND_BYTES = 12;
+
+/** A readable PNG of the character without any card chunk, ending with IEND. */
+function pictureOf({ character, picture }: Exportable): Buffer {
   const url = character.image_url;
-  if (url?.startsWith(PNG_DATA_URL)) {
+  const bytes = picture?.content_type === 'image/png' ? picture.bytes : url?.startsWith(PNG_DATA_URL) ? Buffer.from(url.slice(PNG_DATA_URL.length), 'base64') : undefined;
+  if (bytes && isPng(bytes)) {
     try {
-      const chunks = extractChunks(new Uint8Array(Buffer.from(url.slice(PNG_DATA_URL.length), 'base64')));
-      if (chunks.some((c) => c.name === 'IEND')) return chunks;
+      const chunks = extractChunks(new Uint8Array(bytes));
+      if (chunks.at(-1)?.name === 'IEND') return withoutCard(bytes, chunks);
     } catch {
       // Not a readable PNG after all: the generated picture stands in.
     }
   }
-  return solidPng(colourOf(character.id));
+  return Buffer.from(encodeChunks(solidPng(colourOf(character.id))));
+}
+
+/**
+ * The PNG's bytes without its card chunks, cut out of the file as they are (each chunk is
+ * 12 bytes and its data, in file order after the signature): no chunk is encoded again, which
+ * for a picture of megabytes is most of the cost.
+ */
+function withoutCard(bytes: Buffer, chunks: ReadonlyArray<{ name: string; data: Uint8Array }>): Buffer {
+  const kept: Buffer[] = [bytes.subarray(0, PNG_SIGNATURE.length)];
+  let at = PNG_SIGNATURE.length;
+  for (const chunk of chunks) {
+    const end = at + 12 + chunk.data.length;
+    if (!(chunk.name === 'tEXt' && isCardKeyword(textKeyword(chunk.data)))) kept.push(bytes.subarray(at, end));
+    at = end;
+  }
+  return Buffer.concat(kept);
 }
 
 /** A 64×64 PNG of one colour (RGB, 8 bits, no interlace). */

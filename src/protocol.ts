@@ -53,12 +53,16 @@ export function protoKeyPath(value: unknown, path = ''): string | undefined {
 export const PROTO_KEY = 'must not contain a "__proto__" key';
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** SillyTavern's `extensions.talkativeness`: a number or a numeric string, 0–1; undefined when absent or not one. */
+/**
+ * SillyTavern's `extensions.talkativeness`: a number or a numeric string, held to 0–1. Undefined
+ * when absent or not a number ("", null, "abc"): the default 0.5 applies then, as SillyTavern's
+ * editor reads such a card; the card's own value is kept as written (export gives it back).
+ */
 export function talkativenessOf(extensions: Record<string, unknown> | undefined): number | undefined {
   if (!extensions || !Object.hasOwn(extensions, 'talkativeness')) return undefined;
   const raw = extensions.talkativeness;
   const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
-  return Number.isFinite(value) && value >= 0 && value <= 1 ? value : undefined;
+  return Number.isFinite(value) ? Math.min(1, Math.max(0, value)) : undefined;
 }
 
 /** Any JSON object, kept as given (own keys only, all storable, no `__proto__`). */
@@ -66,11 +70,8 @@ const jsonObject = (what: string) =>
   z.custom<Record<string, unknown>>(isPlainObject, `${what} must be an object`)
     .refine((v) => protoKeyPath(v) === undefined, PROTO_KEY)
     .refine(isStorableJson, UNSTORABLE_TEXT);
-/** A card's `extensions` (SillyTavern, RisuAI … keep their data there): any object, talkativeness checked. */
-export const extensionsSchema = jsonObject('extensions').refine(
-  (v) => !Object.hasOwn(v, 'talkativeness') || talkativenessOf(v) !== undefined,
-  'extensions.talkativeness must be a number (or numeric string) from 0 to 1',
-);
+/** A card's `extensions` (SillyTavern, RisuAI … keep their data there): any object. */
+export const extensionsSchema = jsonObject('extensions');
 /** Any JSON value for a card's fields Chorus does not model (V3's assets, nickname …). */
 const jsonValue = z.unknown().refine((v) => protoKeyPath(v) === undefined, PROTO_KEY).refine(isStorableJson, UNSTORABLE_TEXT);
 
@@ -181,10 +182,25 @@ export const characterSchema = z.object({
   character_version: z.string(),
   character_book: z.looseObject({ entries: z.array(z.looseObject({})) }).nullable(),
   extensions: z.record(z.string(), z.unknown()),
+  // Character Card V3 fields (absent in the card: the empty value, or null for the dates).
+  /** Stands for `{{char}}` in the prompt when not empty. */
+  nickname: z.string(),
+  /** Greetings offered only in a conversation with more than one character. */
+  group_only_greetings: z.array(z.string()),
+  creator_notes_multilingual: z.record(z.string(), z.string()),
+  assets: z.array(z.looseObject({ type: z.string(), uri: z.string() })),
+  /** Where the card came from (ids or URLs); the V3 spec asks that users not edit it. */
+  source: z.array(z.string()),
+  /** Unix seconds (the card's own, as it came). */
+  creation_date: z.number().nullable(),
+  modification_date: z.number().nullable(),
   created_at: timestamp,
   updated_at: timestamp,
 });
 export type Character = z.infer<typeof characterSchema>;
+/** The Character Card V3 fields of a Character, kept in the card as they came (src/db/repo.ts). */
+export const cardV3Fields = ['nickname', 'group_only_greetings', 'creator_notes_multilingual', 'assets', 'source', 'creation_date', 'modification_date'] as const;
+export type CardV3Field = (typeof cardV3Fields)[number];
 
 export const voiceMethods = ['clone', 'description', 'preset'] as const;
 export type VoiceMethod = (typeof voiceMethods)[number];
@@ -289,6 +305,8 @@ export type Message = z.infer<typeof messageSchema>;
 const nullableText = (max: number) => text(max).nullable().optional();
 /** Long card text (descriptions, example dialogue): cards run to tens of thousands of characters. */
 const CARD_TEXT_MAX = 100_000;
+/** A whole card's worth of text (an asset's data: URL). */
+const MAX_CARD_CHARS = 12_000_000;
 /** The Character Card fields a character can be given (create, update, import). */
 function characterCardFields() {
   const cardText = text(CARD_TEXT_MAX).optional();
@@ -307,6 +325,13 @@ function characterCardFields() {
     character_version: text(1_000).optional(),
     character_book: characterBookSchema.nullable().optional(),
     extensions: extensionsSchema.optional(),
+    nickname: text(1_000).optional(),
+    group_only_greetings: z.array(text(CARD_TEXT_MAX)).max(200).optional(),
+    creator_notes_multilingual: jsonObject('creator_notes_multilingual').pipe(z.record(text(100), text(CARD_TEXT_MAX))).optional(),
+    assets: z.array(jsonValue.pipe(z.looseObject({ type: text(200), uri: text(MAX_CARD_CHARS), name: text(1_000).optional(), ext: text(100).optional() }))).max(1_000).optional(),
+    source: z.array(text(2_000)).max(200).optional(),
+    creation_date: z.number().nullable().optional(),
+    modification_date: z.number().nullable().optional(),
   };
 }
 /** The original stored a conversation's active characters as ids or as character objects. */
@@ -548,8 +573,8 @@ export const serverMessageSchemas = {
   ),
   audio_stream_stop: withData('audio_stream_stop', z.object({ ...streamIds, interrupted: z.boolean().optional() })),
   interrupt_ack: msg('interrupt_ack', {}),
-  /** A user message was taken: the id it is stored under (for edit_message / delete_message). */
-  user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string() })),
+  /** A user message was taken: the id it is stored under (for edit_message / delete_message), and the persona name it is stored with. */
+  user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string(), name: z.string() })),
   /** An interrupted reply keeps only what was heard: `text` is the stored text, a prefix of what was streamed. */
   message_truncated: withData('message_truncated', z.object({ message_id: z.string(), text: z.string() })),
   /**

@@ -132,6 +132,64 @@ function v3Card(name = 'Navigator Sable') {
   };
 }
 
+
+/**
+ * A card exactly as SillyTavern writes one (src/endpoints/characters.js, charaFormatData and
+ * convertWorldInfoToCharacterBook): the V1 fields repeated at the top level beside spec and data,
+ * its old extension fields (creatorcomment, avatar, chat, talkativeness as text, fav, create_date),
+ * and a lorebook whose entries carry SillyTavern's whole `extensions` (nulls included).
+ */
+function sillyTavernCard() {
+  const fields = {
+    name: 'Seraphina',
+    description: '{{char}} is a guardian of the Eldoria forest.',
+    personality: 'caring, protective',
+    scenario: '{{user}} wakes in her glade.',
+    first_mes: '*{{char}} kneels beside you.* You are safe now, {{user}}.',
+    mes_example: '<START>\n{{user}}: Who are you?\n{{char}}: A friend of the forest.',
+  };
+  const stEntry = (id: number, keys: string[], content: string, extra: Record<string, unknown>) => ({
+    id, keys, secondary_keys: [], comment: `entry ${id}`, content, constant: false, selective: true, insertion_order: 100, enabled: true,
+    position: 'before_char', use_regex: true,
+    extensions: {
+      position: 0, exclude_recursion: false, display_index: id, probability: 100, useProbability: true, depth: 4, selectiveLogic: 0, group: '',
+      group_override: false, group_weight: 100, prevent_recursion: false, delay_until_recursion: false, scan_depth: null, match_whole_words: null,
+      use_group_scoring: false, case_sensitive: null, automation_id: '', role: 0, vectorized: false, sticky: 0, cooldown: 0, delay: 0, ...extra,
+    },
+  });
+  return {
+    ...fields,
+    creatorcomment: 'Made for slow burns.',
+    avatar: 'none',
+    chat: 'Seraphina - 2025-1-12 @15h 03m 12s 123ms',
+    talkativeness: '0.5',
+    fav: false,
+    tags: ['fantasy', 'guardian'],
+    spec: 'chara_card_v2',
+    spec_version: '2.0',
+    data: {
+      ...fields,
+      creator_notes: 'Made for slow burns.',
+      system_prompt: '',
+      post_history_instructions: '',
+      tags: ['fantasy', 'guardian'],
+      creator: 'st-user',
+      character_version: '',
+      alternate_greetings: ['*The glade is quiet.* Rest, {{user}}.'],
+      extensions: { talkativeness: '0.5', fav: false, world: 'Eldoria', depth_prompt: { prompt: '{{char}} never leaves the forest.', depth: 4, role: 'system' } },
+      group_only_greetings: [],
+      character_book: {
+        entries: [
+          stEntry(0, ['glade'], 'The glade is hidden by old magic.', {}),
+          { ...stEntry(1, ['shadow'], 'Shadowcreatures hunt at night.', { position: 4, depth: 2, role: 0, selectiveLogic: 3 }), secondary_keys: ['night', 'forest'], position: 'after_char' },
+        ],
+        name: 'Eldoria',
+      },
+    },
+    create_date: '2025-1-12 @15h 03m 12s 123ms',
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
@@ -150,6 +208,30 @@ async function imported(res: Response): Promise<Character[]> {
 }
 const importJson = async (card: unknown) => (await imported(await importBody(JSON.stringify(card), 'application/json')))[0]!;
 const importPng = async (bytes: Buffer) => (await imported(await importBody(bytes, 'image/png')))[0]!;
+
+/** The stored picture an imported PNG card's image_url points at. */
+async function pictureOf(c: Character): Promise<Buffer> {
+  const res = await api(c.image_url ?? '');
+  assert.equal(res.status, 200, c.image_url ?? 'no image_url');
+  assert.equal(res.headers.get('content-type'), 'image/png');
+  return Buffer.from(await res.arrayBuffer());
+}
+
+/** A real picture of `size`×`size` noisy pixels, stored uncompressed: over 3 MB at 1024. */
+function bigPictureChunks(size: number): Chunk[] {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(size, 0);
+  header.writeUInt32BE(size, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const pixels = Buffer.alloc(size * (1 + size * 3));
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24; // noise, which does not compress
+  for (let y = 0; y < size; y++) pixels[y * (1 + size * 3)] = 0; // each row's filter byte: none
+  return [
+    { name: 'IHDR', data: new Uint8Array(header) },
+    { name: 'IDAT', data: new Uint8Array(deflateSync(pixels, { level: 0 })) },
+    { name: 'IEND', data: new Uint8Array(0) },
+  ];
+}
 
 async function characterCount(): Promise<number> {
   return ((await (await api('/api/characters')).json()) as unknown[]).length;
@@ -174,10 +256,10 @@ function textsOf(bytes: Buffer): Map<string, string> {
 }
 const cardIn = (bytes: Buffer, keyword: string) => JSON.parse(Buffer.from(textsOf(bytes).get(keyword) ?? '', 'base64').toString('utf8'));
 
-/** The character's fields that come from its card (all but id, timestamps, voice, activity). */
+/** The character's fields that come from its card (all but id, timestamps, voice, activity; the picture by its version). */
 function cardFields(c: Character) {
   const { id: _id, created_at: _c, updated_at: _u, voice: _v, is_active: _a, last_message: _l, ...fields } = c;
-  return fields;
+  return { ...fields, image_url: fields.image_url?.replace(`/api/characters/${c.id}/image`, '<its picture>') ?? null };
 }
 
 /** Every field of a V2 card's data as a character has it. */
@@ -195,14 +277,16 @@ function assertHasV2Fields(c: Character, data: ReturnType<typeof v2Card>['data']
 // ---------------------------------------------------------------------------------------------
 
 describe('importing cards', () => {
-  test('a V1 JSON card: its six fields, the defaults for the rest', async () => {
-    const c = await importJson({ name: 'Old Tom', description: 'a fisherman', personality: 'quiet', scenario: 'a boat', first_mes: 'Ahoy.', mes_example: '<START>', talkativeness: '0.3', avatar: 'none' });
+  test('a V1 JSON card: its six fields, SillyTavern\'s V1 names, the defaults for the rest', async () => {
+    const c = await importJson({ name: 'Old Tom', description: 'a fisherman', personality: 'quiet', scenario: 'a boat', first_mes: 'Ahoy.', mes_example: '<START>', talkativeness: '0.3', avatar: 'tom.png', creatorcomment: 'Salty.', chat: 'Old Tom - 2024-5-1', fav: true });
     assert.equal(c.id, 'old-tom-001');
     assert.deepEqual([c.name, c.description, c.personality, c.scenario, c.first_mes, c.mes_example], ['Old Tom', 'a fisherman', 'quiet', 'a boat', 'Ahoy.', '<START>']);
     assert.equal(c.talkativeness, 0.3, 'V1 talkativeness at the top level');
-    assert.deepEqual([c.system_prompt, c.image_url, c.character_book, c.extensions, c.tags], ['', null, null, {}, []]);
+    assert.equal(c.creator_notes, 'Salty.', 'creatorcomment is the creator notes');
+    assert.deepEqual([c.system_prompt, c.image_url, c.character_book, c.extensions, c.tags], ['', null, null, { fav: true }, []]);
     const json = await (await exported(c.id, 'format=json')).json();
-    assert.equal(json.data.avatar, 'none', 'unknown V1 fields are kept');
+    assert.deepEqual([json.avatar, json.chat, json.creatorcomment, json.fav, json.talkativeness], ['tom.png', 'Old Tom - 2024-5-1', 'Salty.', true, 0.3], 'a V1 card\'s own fields stay at the top level');
+    assert.equal(json.data.avatar, undefined);
   });
 
   test('a V2 JSON card: every field, the lorebook, unknown extension and data fields', async () => {
@@ -223,8 +307,8 @@ describe('importing cards', () => {
     const picture = pictureChunks([10, 120, 200]);
     const c = await importPng(png([['chara', b64(card)]], picture));
     assertHasV2Fields(c, card.data);
-    assert.ok(c.image_url?.startsWith('data:image/png;base64,'), String(c.image_url).slice(0, 40));
-    const stored = Buffer.from(c.image_url!.slice('data:image/png;base64,'.length), 'base64');
+    assert.match(c.image_url ?? '', new RegExp(`^/api/characters/${c.id}/image\\?v=[0-9a-f]{16}$`));
+    const stored = await pictureOf(c);
     assert.deepEqual(textsOf(stored), new Map(), 'no card text left in the picture');
     assert.deepEqual(extractChunks(new Uint8Array(stored)), picture, 'the same image');
   });
@@ -247,7 +331,7 @@ describe('importing cards', () => {
     form.append('file', new Blob([JSON.stringify(v3Card('Json Card'))], { type: 'application/json' }), 'json-card.json');
     const characters = await imported(await api('/api/characters/import', { method: 'POST', body: form }));
     assert.deepEqual(characters.map((c) => c.name), ['Png Card', 'Json Card']);
-    assert.ok(characters[0]!.image_url?.startsWith('data:image/png;base64,'));
+    assert.ok(characters[0]!.image_url?.startsWith(`/api/characters/${characters[0]!.id}/image?v=`), String(characters[0]!.image_url));
     assert.equal(characters[1]!.image_url, null);
     assert.equal(await characterCount(), 2);
   });
@@ -284,9 +368,10 @@ describe('broken cards', () => {
     ['no name', () => importBody(JSON.stringify({ ...good, data: { ...good.data, name: '  ' } }), 'application/json'), /the card has no name \(data\.name\)/],
     ['a field of the wrong type', () => importBody(JSON.stringify({ ...good, data: { ...good.data, tags: 'sea, mentor' } }), 'application/json'), /data\.tags: .*expected array/],
     ['a lorebook entry without keys', () => importBody(JSON.stringify({ ...good, data: { ...good.data, character_book: { entries: [{ content: 'x', enabled: true, insertion_order: 1 }] } } }), 'application/json'), /data\.character_book\.entries\.0\.keys/],
-    ['a talkativeness that is no number', () => importBody(JSON.stringify({ ...good, data: { ...good.data, extensions: { talkativeness: 'chatty' } } }), 'application/json'), /talkativeness must be a number/],
     ['a card over the size limit', () => importBody(png([['chara', b64(good)], ['Comment', 'x'.repeat(8 * 1024 * 1024)]]), 'image/png'), /the card is 83\d{5} bytes; the limit is 8388608 bytes \(8\.0 MB\)/],
-    ['a picture over the picture limit', () => importBody(png([['chara', b64(good)]], [...pictureChunks([1, 2, 3]).slice(0, 2), { name: 'zzZz', data: new Uint8Array(2_400_000) }, { name: 'IEND', data: new Uint8Array(0) }]), 'image/png'), /picture is 2\.3 MB; pictures are kept up to 2\.1 MB/],
+    ['an upload over the body limit', () => importBody(Buffer.concat([png([['chara', b64(good)]]), Buffer.alloc(17 * 1024 * 1024)]), 'image/png'), /the upload is over 16 MB; a card may be up to 8 MB/],
+    ['base64 of bytes that are not UTF-8', () => importBody(png([['chara', Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('base64')]]), 'image/png'), /"chara" chunk is not base64 of UTF-8 text/],
+    ['a V3 field of the wrong type', () => importBody(JSON.stringify({ ...v3Card(), data: { ...v3Card().data, group_only_greetings: 'hi' } }), 'application/json'), /data\.group_only_greetings: .*expected array/],
     ['an empty body', () => importBody('', 'image/png'), /the body is empty/],
     ['a multipart upload with one good and one broken file', () => {
       const form = new FormData();
@@ -417,11 +502,13 @@ describe('exporting cards', () => {
 });
 
 describe('import → export → import', () => {
-  const cases: Array<[string, () => ReturnType<typeof v2Card> | ReturnType<typeof v3Card>, 'v2' | 'v3', 'png' | 'json']> = [
+  const cases: Array<[string, () => { data: Record<string, unknown> }, 'v2' | 'v3', 'png' | 'json']> = [
     ['V2 as JSON', () => v2Card(), 'v2', 'json'],
     ['V2 as PNG', () => v2Card(), 'v2', 'png'],
     ['V3 as JSON', () => v3Card(), 'v3', 'json'],
     ['V3 as PNG', () => v3Card(), 'v3', 'png'],
+    ['SillyTavern\'s V2 as JSON', sillyTavernCard, 'v2', 'json'],
+    ['SillyTavern\'s V2 as PNG', sillyTavernCard, 'v2', 'png'],
   ];
   for (const [what, card, spec, format] of cases) {
     test(`${what}: every field equal, unknown ones included`, async () => {
@@ -441,6 +528,126 @@ describe('import → export → import', () => {
       for (const key of Object.keys(original)) assert.deepEqual(again.data[key], original[key], `data.${key}`);
     });
   }
+});
+
+
+describe('a card exactly as SillyTavern exports it', () => {
+  for (const format of ['json', 'png'] as const) {
+    test(`${format.toUpperCase()}: every field kept, top-level extras too, and Chorus's export is the card itself`, async () => {
+      const card = sillyTavernCard();
+      const c = format === 'json' ? await importJson(card) : await importPng(png([['chara', b64(card)]]));
+      for (const key of ['name', 'description', 'personality', 'scenario', 'first_mes', 'mes_example', 'creator_notes', 'creator'] as const) assert.equal(c[key], card.data[key], key);
+      assert.deepEqual(c.character_book, card.data.character_book, 'the lorebook with SillyTavern\'s extensions, nulls and all');
+      assert.deepEqual(c.extensions, card.data.extensions);
+      assert.deepEqual([c.talkativeness, c.group_only_greetings], [0.5, []]);
+      const exported_ = await (await exported(c.id, 'format=json')).json();
+      assert.deepEqual(exported_, card, 'the V1 copy, the top-level extras (avatar, chat, create_date) and data, all as SillyTavern wrote them');
+      if (format === 'png') {
+        const fromPng = cardIn(Buffer.from(await (await exported(c.id, 'format=png')).arrayBuffer()), 'chara');
+        assert.deepEqual(fromPng, card);
+      }
+    });
+  }
+
+  test('the V1 copy follows the character: a reader of V1 fields sees an edit', async () => {
+    const c = await importJson(sillyTavernCard());
+    const patched = await api(`/api/characters/${c.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ description: 'A new description.', creator_notes: 'New notes.', tags: ['x'], talkativeness: 0.9, extensions: { ...c.extensions, fav: true } }) });
+    assert.equal(patched.status, 200);
+    const json = await (await exported(c.id, 'format=json&spec=v3')).json();
+    assert.deepEqual(
+      [json.description, json.creatorcomment, json.tags, json.talkativeness, json.fav, json.name, json.avatar, json.create_date],
+      ['A new description.', 'New notes.', ['x'], 0.9, true, 'Seraphina', 'none', '2025-1-12 @15h 03m 12s 123ms'],
+    );
+    assert.equal(json.data.description, 'A new description.');
+    assert.equal(json.spec, 'chara_card_v3', 'a V3 export carries the V1 copy too, as SillyTavern\'s ccv3 chunk does');
+  });
+
+  test('a talkativeness the card cannot state ("", null, "abc") is the default 0.5; one out of range is held to 0–1; each is given back as written', async () => {
+    for (const [stated, expected] of [['', 0.5], [null, 0.5], ['abc', 0.5], ['7', 1], [-2, 0]] as const) {
+      const card = sillyTavernCard();
+      const c = await importJson({ ...card, talkativeness: stated, data: { ...card.data, name: `T ${String(stated)}`, extensions: { ...card.data.extensions, talkativeness: stated } } });
+      assert.equal(c.talkativeness, expected, JSON.stringify(stated));
+      const json = await (await exported(c.id, 'format=json')).json();
+      assert.deepEqual([json.data.extensions.talkativeness, json.talkativeness], [stated, stated]);
+    }
+    const v1 = await importJson({ name: 'Old', talkativeness: 'chatty' });
+    assert.equal(v1.talkativeness, 0.5, 'a V1 card\'s too');
+  });
+});
+
+describe('card pictures', () => {
+  test('a card with a picture over 3 MB imports, its picture stored apart, served, and embedded again on export', async () => {
+    const picture = bigPictureChunks(1024);
+    const file = png([['chara', b64(v2Card('Big Picture'))]], picture);
+    assert.ok(file.length > 3 * 1024 * 1024, `the card is ${file.length} bytes`);
+    const c = await importPng(file);
+    const list = await api('/api/characters');
+    const listed = Buffer.byteLength(await list.text());
+    assert.ok(listed < 20_000, `the list of characters is ${listed} bytes: the picture is not in it`);
+    const stored = await pictureOf(c);
+    assert.deepEqual(extractChunks(new Uint8Array(stored)), picture, 'the picture as the card had it, without its card chunk');
+    const again = await api(c.image_url!, { headers: { 'if-none-match': (await api(c.image_url!)).headers.get('etag') ?? '' } });
+    assert.equal(again.status, 304, 'a browser that has it is told so');
+    const out = Buffer.from(await (await exported(c.id, 'format=png&spec=v3')).arrayBuffer());
+    assert.deepEqual(extractChunks(new Uint8Array(out)).filter((chunk) => chunk.name !== 'tEXt'), picture, 'the export embeds the picture');
+    assert.equal(cardIn(out, 'ccv3').data.name, 'Big Picture');
+    assert.equal((await importPng(out)).name, 'Big Picture', 'and imports again');
+  });
+
+  test('a picture goes with its character: replaced or deleted, it is gone; a character without one has none', async () => {
+    const a = await importPng(png([['chara', b64(v2Card('Pic A'))]]));
+    const b = await importPng(png([['chara', b64(v2Card('Pic B'))]]));
+    const imageOfA = a.image_url!;
+    assert.equal((await api(imageOfA)).status, 200);
+    const renamed = await api(`/api/characters/${a.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Pic A2', image_url: imageOfA }) });
+    assert.equal(((await renamed.json()) as Character).image_url, imageOfA, 'an update that keeps image_url keeps the picture');
+    assert.equal((await api(imageOfA)).status, 200);
+    await api(`/api/characters/${a.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image_url: 'https://example.invalid/a.png' }) });
+    assert.equal((await api(imageOfA)).status, 404, 'replaced: the stored picture is deleted');
+    await api(`/api/characters/${b.id}`, { method: 'DELETE' });
+    assert.equal((await api(b.image_url!)).status, 404);
+    const plain = await importJson(v2Card('No Pic'));
+    const none = await api(`/api/characters/${plain.id}/image`);
+    assert.equal(none.status, 404);
+    assert.match(((await none.json()) as { error: string }).error, /the picture of character "no-pic-001" not found/);
+  });
+});
+
+describe('Character Card V3 fields on the record', () => {
+  test('shown typed, edited, and kept as the card had them when not edited', async () => {
+    const card = v3Card();
+    const c = await importJson(card);
+    assert.deepEqual(
+      [c.nickname, c.group_only_greetings, c.assets, c.creator_notes_multilingual, c.source, c.creation_date, c.modification_date],
+      [card.data.nickname, card.data.group_only_greetings, card.data.assets, card.data.creator_notes_multilingual, card.data.source, card.data.creation_date, card.data.modification_date],
+    );
+    const plain = await importJson(v2Card('Plain V2'));
+    assert.deepEqual([plain.nickname, plain.group_only_greetings, plain.assets, plain.source, plain.creation_date], ['', [], [], [], null], 'absent: the empty value');
+    const res = await api(`/api/characters/${c.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      // As the editor sends them: every field, most unchanged.
+      body: JSON.stringify({ nickname: 'Sabby', group_only_greetings: [], assets: c.assets, source: c.source, creation_date: c.creation_date, modification_date: c.modification_date, creator_notes_multilingual: c.creator_notes_multilingual }),
+    });
+    const edited = (await res.json()) as Character;
+    assert.equal(res.status, 200, JSON.stringify(edited));
+    assert.deepEqual([edited.nickname, edited.group_only_greetings, edited.creation_date], ['Sabby', [], card.data.creation_date]);
+    const v2 = await (await exported(c.id, 'format=json')).json();
+    assert.equal(v2.data.nickname, 'Sabby');
+    assert.equal(Object.hasOwn(v2.data, 'group_only_greetings'), false, 'emptied: removed from the card');
+    assert.deepEqual(v2.data.source, card.data.source);
+    assert.deepEqual((await (await exported(c.id, 'format=json&spec=v3')).json()).data.group_only_greetings, [], 'V3 requires it: written empty');
+    assert.deepEqual(Object.hasOwn((await (await exported(plain.id, 'format=json')).json()).data, 'nickname'), false, 'never added to a card that had none');
+    // A card that states a field empty keeps it so when an edit leaves it alone.
+    const stated = await importJson({ ...v3Card('Stated Empty'), data: { ...v3Card('Stated Empty').data, nickname: '', source: [] } });
+    const untouched = await api(`/api/characters/${stated.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ nickname: '', source: [], description: 'edited' }) });
+    assert.equal(untouched.status, 200);
+    const statedCard = await (await exported(stated.id, 'format=json&spec=v3')).json();
+    assert.deepEqual([statedCard.data.nickname, statedCard.data.source], ['', []], 'still stated, as the card had it');
+    const bad = await api(`/api/characters/${c.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ assets: [{ uri: 'x' }] }) });
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { error: string }).error, /data\.assets\.0\.type/);
+  });
 });
 
 describe('card fields on create and update', () => {

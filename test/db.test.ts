@@ -122,6 +122,13 @@ for (const { name, database } of databases) {
             character_version: '',
             character_book: null,
             extensions: {},
+            nickname: '',
+            group_only_greetings: [],
+            creator_notes_multilingual: {},
+            assets: [],
+            source: [],
+            creation_date: null,
+            modification_date: null,
             created_at: undefined,
             updated_at: undefined,
           },
@@ -196,6 +203,20 @@ for (const { name, database } of databases) {
 
       test('updating an unknown character is not found', async () => {
         await rejectsWith(repo.updateCharacter({ id: 'ghost-001', name: 'Ghost' }), NotFoundError, 'character "ghost-001" not found');
+      });
+    });
+
+    describe('character pictures', () => {
+      test('a card picture is stored with its character, read back byte for byte, and goes with it', async () => {
+        const bytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) & 0xff));
+        const [c] = await repo.importCharacters([{ name: 'Pictured', picture: { content_type: 'image/png', bytes } }]);
+        assert.match(c!.image_url ?? '', /^\/api\/characters\/pictured-001\/image\?v=[0-9a-f]{16}$/);
+        const stored = await repo.getCharacterPicture(c!.id);
+        assert.equal(stored.content_type, 'image/png');
+        assert.ok(stored.bytes.equals(bytes), 'the same bytes');
+        assert.equal((await repo.getCharacterCard(c!.id)).picture?.bytes.length, bytes.length);
+        await repo.deleteCharacter(c!.id);
+        await assert.rejects(repo.getCharacterPicture(c!.id), NotFoundError);
       });
     });
 

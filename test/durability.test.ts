@@ -133,7 +133,7 @@ beforeEach(async () => {
   llm.reset();
   if (!DATABASE_URL) return;
   proxy.restore();
-  await database.db.execute(sql`truncate table messages, conversations, characters, voices`);
+  await database.db.execute(sql`truncate table messages, conversations, character_pictures, characters, voices`);
   bob = await repo.createCharacter({ name: 'Bob', system_prompt: 'You are a baker.' });
 });
 

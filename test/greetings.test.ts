@@ -43,8 +43,8 @@ async function connect(query = ''): Promise<TestClient> {
   clients.push(client);
   return client;
 }
-async function importCard(name: string, first_mes: string, alternate_greetings: string[] = []): Promise<Character> {
-  const card = { spec: 'chara_card_v2', spec_version: '2.0', data: { name, first_mes, alternate_greetings, description: '', system_prompt: '', tags: [], extensions: {} } };
+async function importCard(name: string, first_mes: string, alternate_greetings: string[] = [], v3: Record<string, unknown> = {}): Promise<Character> {
+  const card = { spec: 'chara_card_v3', spec_version: '3.0', data: { name, first_mes, alternate_greetings, description: '', system_prompt: '', tags: [], extensions: {}, group_only_greetings: [], ...v3 } };
   const res = await fetch(`${chorus.httpUrl}/api/characters/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(card) });
   assert.equal(res.status, 201, await res.clone().text());
   return ((await res.json()) as { characters: Character[] }).characters[0]!;
@@ -128,6 +128,39 @@ describe('greetings', () => {
     await eventually(async () => (client.ofType('text_stream_start').length > before ? true : undefined), 'the reply');
     await eventually(async () => (streams(client).slice(before).every((s) => s.stop !== undefined) ? true : undefined), 'the reply to end');
     assert.deepEqual(streams(client).slice(before).map((s) => [s.name, s.stop]), [['Zed', 'Yes.']], 'only the reply (manual: the one named), no greeting');
+    assert.deepEqual(client.errors, []);
+  });
+
+  test('group_only_greetings: a member’s greeting alternatives in a conversation of several characters, never in one of its own', async () => {
+    const ione = await importCard('Ione', 'Mind the ropes, {{user}}.', ['Fog again.'], { group_only_greetings: ['Welcome, all of you, {{user}} too.', ''] });
+    const sable = await importCard('Sable', '', [], { group_only_greetings: ['Sable nods to the group.'] });
+    const client = await connect();
+    const conversationId = (client.frames[0] as { data: { conversation_id: string } }).data.conversation_id;
+    await eventually(async () => (client.ofType('message_updated').length >= 1 && client.ofType('text_stream_stop').length >= 2 ? true : undefined), 'both greetings');
+    assert.deepEqual(streams(client).map((s) => [s.name, s.stop]), [['Ione', 'Mind the ropes, Jay.'], ['Sable', 'Sable nods to the group.']], 'one with only group greetings opens with the first');
+    const stored = await storedMessages(conversationId, 2);
+    assert.deepEqual(stored.map((m) => [m.name, m.alternatives]), [
+      ['Ione', ['Mind the ropes, Jay.', 'Fog again.', 'Welcome, all of you, Jay too.']],
+      ['Sable', []],
+    ]);
+    // A conversation of Ione alone: her group greetings are not offered, and Sable (not in it) says nothing.
+    const created = await fetch(`${chorus.httpUrl}/api/conversations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Alone', active_characters: [ione.id] }) });
+    const alone = ((await created.json()) as { conversation_id: string }).conversation_id;
+    await client.request({ type: 'load_conversation', data: { conversation_id: alone } });
+    const [greeting] = await storedMessages(alone, 1);
+    assert.deepEqual([greeting!.content, greeting!.alternatives], ['Mind the ropes, Jay.', ['Mind the ropes, Jay.', 'Fog again.']]);
+    assert.equal(sable.group_only_greetings.length, 1);
+    assert.deepEqual(client.errors, []);
+  });
+
+  test('{{user}} in a greeting is the default persona’s name, {{char}} the card’s nickname', async () => {
+    const persona = await fetch(`${chorus.httpUrl}/api/personas`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Sam', is_default: true }) });
+    assert.equal(persona.status, 201);
+    await importCard('Navigator Sable', 'Hello {{user}}, I am {{char}}.', [], { nickname: 'Sab' });
+    const client = await connect();
+    assert.equal((client.frames[0] as { data: { user_name: string } }).data.user_name, 'Sam');
+    const stop = await client.next('text_stream_stop');
+    assert.equal(stop.data.text, 'Hello Sam, I am Sab.');
     assert.deepEqual(client.errors, []);
   });
 

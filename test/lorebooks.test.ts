@@ -197,6 +197,41 @@ describe('a conversation with attached lorebooks', () => {
     }
   });
 
+  test('a character\'s linked world (extensions.world) is used by name, once: not beside its own copy, not again when attached', async () => {
+    const importCard = async (name: string, data: Record<string, unknown>) => {
+      const res = await api('/api/characters/import', json('POST', { spec: 'chara_card_v2', spec_version: '2.0', data: { ...card.data, name, character_book: null, ...data } }));
+      assert.equal(res.status, 201, await res.clone().text());
+      return ((await res.json()) as { characters: Character[] }).characters[0]!;
+    };
+    const wren = await importCard('Wren', { extensions: { world: 'Eldoria' } });
+    // SillyTavern embeds the world it links as the card's own book, under the world's name.
+    const sera = await importCard('Seraphina', { extensions: { world: 'Eldoria' }, character_book: { name: 'Eldoria', entries: [{ keys: ['glade'], content: 'Her own copy of the glade.', enabled: true, insertion_order: 1 }] } });
+    const cast = [sera, wren];
+    const client = await TestClient.connect(chorus.wsUrl);
+    try {
+      const conversationId = (client.frames[0] as { data: { conversation_id: string } }).data.conversation_id;
+      const turn = async (text: string) => {
+        llm.chat.enqueue({ tokens: tokenize('Hm.') });
+        const before = llm.chat.requests.length;
+        client.send({ type: 'user_message', data: { text } });
+        const requests = await llm.chat.waitForRequests(before + 1);
+        await client.next('text_stream_stop');
+        return requests.at(-1)!.body.messages?.[0]?.content;
+      };
+      const system = (who: Character, ...lore: string[]) => [defaultInstruction(who, cast, 'Jay'), ...lore].join('\n\n');
+      await client.request({ type: 'update_conversation', data: { conversation_id: conversationId, reply_strategy: 'manual' } }); // only the one named answers
+      assert.equal(await turn('Wren, the glade?'), system(wren), 'no lorebook of that name yet');
+      const [eldoria] = await imported(await importRaw(JSON.stringify({ entries: { '0': { uid: 0, key: ['glade'], content: 'The glade is hidden.', order: 1, position: 0 } } }), '?name=Eldoria'));
+      assert.equal(await turn('Wren, the glade?'), system(wren, 'The glade is hidden.'), 'imported later: linked from then on');
+      assert.equal(await turn('Seraphina, the glade?'), system(sera, 'Her own copy of the glade.'), 'her own book is that world: used once');
+      await client.request({ type: 'update_conversation', data: { conversation_id: conversationId, lorebook_ids: [eldoria!.id] } });
+      assert.equal(await turn('Wren, the glade again?'), system(wren, 'The glade is hidden.'), 'attached as well: still once');
+      assert.deepEqual(client.errors, []);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('attached over REST to a stored conversation, the session in it uses them at its next turn', async () => {
     const ione = await importIone();
     const [book] = await imported(await importRaw(JSON.stringify({ entries: { '0': { uid: 0, key: ['fog'], content: 'The fog never lifts.', order: 1, position: 0 } } })));

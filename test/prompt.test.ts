@@ -20,6 +20,7 @@ const character = (fields: Partial<Character> = {}): Character => ({
   id: 'ione-001', name: 'Ione', voice: null, system_prompt: '', image_url: null, images: [], is_active: true, last_message: null,
   talkativeness: 0.5, narration: null, narrator_voice: null, style: null, description: '', personality: '', scenario: '', first_mes: '', mes_example: '', creator_notes: '',
   post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '', character_book: null, extensions: {},
+  nickname: '', group_only_greetings: [], creator_notes_multilingual: {}, assets: [], source: [], creation_date: null, modification_date: null,
   created_at: '', updated_at: '', ...fields,
 });
 
@@ -48,6 +49,7 @@ describe('the prompt of a card character', () => {
         '[Example dialogue]\nJay: Boats?\nIone: At dawn.',
       ].join('\n\n'),
       postHistory: 'Stay in character as Ione.',
+      injections: [],
     });
   });
 
@@ -59,7 +61,7 @@ describe('the prompt of a card character', () => {
 
   test('empty sections are left out entirely (blank, or blank once expanded)', () => {
     const sparse = character({ system_prompt: 'Plain.', description: '  ', personality: '{{noop}}', scenario: '\n', mes_example: '<START>\n \n<START>', post_history_instructions: '{{trim}}' });
-    assert.deepEqual(prompt(sparse), { system: `Plain.\n\n${ORIGINAL}`, postHistory: '' });
+    assert.deepEqual(prompt(sparse), { system: `Plain.\n\n${ORIGINAL}`, postHistory: '', injections: [] });
   });
 
   test('the history, then the post-history instructions, as ChatLLM sends them', () => {
@@ -137,9 +139,52 @@ describe('lorebook entries', () => {
       entry('After', { keys: ['go'], insertion_order: 20, position: 'after_char' }),
       entry('AfterByNumber', { keys: ['go'], insertion_order: 5, extensions: { position: 1 } }),
     ];
-    assert.deepEqual(lore(entries, ['go']), { before_char: ['First', 'Third'], after_char: ['AfterByNumber', 'After'] });
+    assert.deepEqual(lore(entries, ['go']), { before_char: ['First', 'Third'], after_char: ['AfterByNumber', 'After'], an_top: [], an_bottom: [], em_top: [], em_bottom: [], at_depth: [] });
     const c = character({ description: 'DEF', mes_example: '<START>EX', character_book: { entries } });
     assert.equal(prompt(c, ['go']).system, [ORIGINAL, 'First\nThird', 'DEF', '[Example dialogue]\nEX', 'AfterByNumber\nAfter'].join('\n\n'));
+  });
+
+  test('selectiveLogic (SillyTavern): AND ANY 0, NOT ALL 1, NOT ANY 2, AND ALL 3, on the secondary keys', () => {
+    const gated = (logic: number | undefined) => [entry('Gate', { keys: ['gate'], selective: true, secondary_keys: ['night', 'storm'], extensions: logic === undefined ? {} : { selectiveLogic: logic } })];
+    const cases: Array<[number | undefined, string, boolean]> = [
+      [undefined, 'the gate', false], [undefined, 'the gate at night', true],
+      [0, 'the gate', false], [0, 'the gate at night', true], [0, 'the gate at night in a storm', true],
+      [1, 'the gate', true], [1, 'the gate at night', true], [1, 'the gate at night in a storm', false],
+      [2, 'the gate', true], [2, 'the gate at night', false], [2, 'the gate at night in a storm', false],
+      [3, 'the gate', false], [3, 'the gate at night', false], [3, 'the gate at night in a storm', true],
+    ];
+    for (const [logic, text, active] of cases) assert.deepEqual(before(gated(logic), [text]), active ? ['Gate'] : [], `logic ${logic}: "${text}"`);
+    assert.deepEqual(before(gated(2), ['night, no key']), [], 'the primary key is needed whatever the logic');
+  });
+
+  test('SillyTavern positions: before/after the examples (5, 6) are example blocks; around the Author\'s Note (2, 3) and at a depth (4) go into the history', () => {
+    const at = (content: string, position: number, extensions: Entry = {}) => entry(content, { keys: ['go'], position: 'before_char', extensions: { position, ...extensions } });
+    const c = character({
+      description: 'DEF', mes_example: '<START>\n{{user}}: Hi\n{{char}}: Hm.',
+      character_book: {
+        entries: [
+          at('<START>\n{{user}}: Top?\n{{char}}: Top.', 5), at('<START>\n{{char}}: Bottom.', 6),
+          at('AN top', 2), at('AN bottom', 3),
+          at('Deep as user', 4, { depth: 2, role: 1 }), at('Deep as system', 4, { depth: 2 }), at('At the end', 4, { depth: 0, role: 2 }),
+          at('Unknown goes after', 9),
+        ],
+      },
+    });
+    assert.deepEqual(prompt(c, ['go']), {
+      system: [ORIGINAL, 'DEF', '[Example dialogue]\nJay: Top?\nIone: Top.', '[Example dialogue]\nJay: Hi\nIone: Hm.', '[Example dialogue]\nIone: Bottom.', 'Unknown goes after'].join('\n\n'),
+      postHistory: '',
+      injections: [
+        { depth: 4, role: 'system', content: 'AN top\nAN bottom' },
+        { depth: 2, role: 'user', content: 'Deep as user' },
+        { depth: 2, role: 'system', content: 'Deep as system' },
+        { depth: 0, role: 'assistant', content: 'At the end' },
+      ],
+    });
+  });
+
+  test('SillyTavern\'s extensions.position wins over the spec\'s position, as SillyTavern reads a card\'s book', () => {
+    assert.deepEqual(lore([entry('Deep', { keys: ['go'], position: 'after_char', extensions: { position: 4 } })], ['go']).at_depth, [{ depth: 4, role: 'system', contents: ['Deep'] }]);
+    assert.deepEqual(lore([entry('Before', { keys: ['go'], position: 'after_char', extensions: { position: 0 } })], ['go']).before_char, ['Before']);
   });
 
   test('the token budget cuts the lowest-priority entries', () => {
@@ -166,6 +211,53 @@ describe('lorebook entries', () => {
   test('macros are expanded in entries', () => {
     const c = character({ character_book: { entries: [entry('{{char}} owns the {{user}} boat', { keys: ['boat'] })] } });
     assert.equal(prompt(c, ['a boat']).system, `${ORIGINAL}\n\nIone owns the Jay boat`);
+  });
+});
+
+describe('the character\'s note and lore in the history (SillyTavern\'s in-chat prompts)', () => {
+  const chatFor = () => {
+    const chat = new ChatLLM(createLlm({ ...loadConfig({}).llm, baseUrl: 'http://127.0.0.1:1/v1' }), 'Jay');
+    for (const [i, text] of ['one', 'two', 'three', 'four go', 'five'].entries()) chat.history.push({ role: 'user', name: 'Jay', content: `${text} (${i})`, character_id: null });
+    return chat;
+  };
+  const user = (content: string) => ({ role: 'user', name: 'Jay', content });
+
+  test('extensions.depth_prompt is put `depth` messages from the end, as its role, macros replaced; with lore of the same depth and role it is one message', () => {
+    const c = character({
+      post_history_instructions: 'PH',
+      extensions: { depth_prompt: { prompt: '{{char}} is wary of {{user}}.', depth: 2, role: 'system' } },
+      character_book: { entries: [{ keys: ['go'], content: 'Lore at two.', enabled: true, insertion_order: 0, extensions: { position: 4, depth: 2, role: 0 } }, { keys: ['go'], content: 'Note top.', enabled: true, insertion_order: 0, extensions: { position: 2 } }] },
+    });
+    assert.deepEqual(chatFor().buildMessages(c, [c]).slice(1), [
+      user('one (0)'),
+      { role: 'system', content: 'Note top.' }, // the Author's Note's place: depth 4
+      user('two (1)'),
+      user('three (2)'),
+      { role: 'system', content: 'Ione is wary of Jay.\nLore at two.' },
+      user('four go (3)'),
+      user('five (4)'),
+      { role: 'system', content: 'PH' },
+    ]);
+  });
+
+  test('depth 0 is after the last message; a depth past the history is before the first; role user and assistant; an empty note is none', () => {
+    const note = (depth_prompt: unknown) => {
+      const c = character({ extensions: { depth_prompt } });
+      return chatFor().buildMessages(c, [c]).slice(1).map((m) => `${m.role}:${String(m.content)}`);
+    };
+    assert.deepEqual(note({ prompt: 'N', depth: 0, role: 'user' }).slice(-2), ['user:five (4)', 'user:N']);
+    assert.deepEqual(note({ prompt: 'N', depth: 40, role: 'assistant' }).slice(0, 2), ['assistant:N', 'user:one (0)']);
+    assert.deepEqual(note({ prompt: 'N' }).slice(0, 3), ['user:one (0)', 'system:N', 'user:two (1)'], 'depth 4 and system by default');
+    assert.deepEqual(note({ prompt: 'N', depth: '1', role: 'user' }).slice(-2), ['user:N', 'user:five (4)'], 'a depth written as text, as SillyTavern\'s editor saves it');
+    assert.equal(note({ prompt: '  ', depth: 1 }).length, 5);
+    assert.equal(note('not an object').length, 5);
+  });
+});
+
+describe('nickname', () => {
+  test('{{char}} is the V3 nickname when the card has one; Chorus\'s own instruction keeps the name', () => {
+    const c = character({ nickname: 'Io', description: '{{char}} keeps the harbour.', personality: 'gruff' });
+    assert.equal(prompt(c).system, [ORIGINAL, 'Io keeps the harbour.', "Io's personality: gruff"].join('\n\n'));
   });
 });
 
@@ -251,6 +343,56 @@ describe('a real turn with an imported card', () => {
         { role: 'user', name: 'Jay', content: 'Ione, is the lighthouse lit in the harbour?' },
         { role: 'system', content: 'Stay gruff.' },
       ]);
+      assert.deepEqual(client.errors, []);
+    } finally {
+      await client.close();
+    }
+  });
+  test('a SillyTavern card\'s note and lore at a depth reach the LLM in the history', async () => {
+    await resetData((await openTestDatabases())[0]!.database);
+    const card = {
+      name: 'Warden', description: '', personality: '', scenario: '', first_mes: 'Halt.', mes_example: '', creatorcomment: '', avatar: 'none', talkativeness: '0.5', fav: false, tags: [],
+      spec: 'chara_card_v2', spec_version: '2.0',
+      data: {
+        name: 'Warden', description: '', personality: '', scenario: '', first_mes: 'Halt.', mes_example: '', creator_notes: '', system_prompt: '', post_history_instructions: '',
+        tags: [], creator: '', character_version: '', alternate_greetings: [], group_only_greetings: [],
+        extensions: { talkativeness: '0.5', fav: false, world: '', depth_prompt: { prompt: '{{char}} distrusts {{user}}.', depth: 1, role: 'system' } },
+        character_book: {
+          entries: [{
+            id: 0, keys: ['gate'], secondary_keys: ['key', 'pass'], comment: '', content: 'Nobody passes without a token.', constant: false, selective: true, insertion_order: 100, enabled: true,
+            position: 'after_char', use_regex: true,
+            extensions: { position: 4, depth: 0, role: 1, selectiveLogic: 2, exclude_recursion: false, display_index: 0, probability: 100, useProbability: true, group: '', scan_depth: null, match_whole_words: null, case_sensitive: null },
+          }],
+        },
+      },
+    };
+    const res = await fetch(`${chorus.httpUrl}/api/characters/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(card) });
+    assert.equal(res.status, 201, await res.clone().text());
+    const [warden] = ((await res.json()) as { characters: Character[] }).characters;
+    const client = await TestClient.connect(chorus.wsUrl);
+    try {
+      await client.next('text_stream_stop'); // the greeting
+      const ask = async (text: string) => {
+        llm.chat.enqueue({ tokens: tokenize('Hm.') });
+        const before = llm.chat.requests.length;
+        client.send({ type: 'user_message', data: { text } });
+        const requests = await llm.chat.waitForRequests(before + 1);
+        await client.next('text_stream_stop');
+        return requests.at(-1)!.body.messages;
+      };
+      assert.deepEqual(await ask('Open the gate.'), [
+        { role: 'system', content: defaultInstruction(warden!, [warden!], 'Jay') },
+        { role: 'assistant', name: 'Warden', content: 'Halt.' },
+        { role: 'system', content: 'Warden distrusts Jay.' },
+        { role: 'user', name: 'Jay', content: 'Open the gate.' },
+        { role: 'user', content: 'Nobody passes without a token.' }, // NOT ANY: neither "key" nor "pass" was said
+      ]);
+      const second = await ask('I have the key to the gate.');
+      assert.deepEqual(second?.slice(-3), [
+        { role: 'assistant', name: 'Warden', content: 'Hm.' },
+        { role: 'system', content: 'Warden distrusts Jay.' },
+        { role: 'user', name: 'Jay', content: 'I have the key to the gate.' },
+      ], 'a secondary key was said: NOT ANY fails, and the note moved with the history');
       assert.deepEqual(client.errors, []);
     } finally {
       await client.close();

@@ -12,6 +12,7 @@ const character = (id: string, name: string): Character => ({
   id, name, voice: null, system_prompt: '', image_url: null, images: [], is_active: true, last_message: null,
   talkativeness: 0.5, narration: null, narrator_voice: null, style: null, description: '', personality: '', scenario: '', first_mes: '', mes_example: '', creator_notes: '',
   post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '', character_book: null, extensions: {},
+  nickname: '', group_only_greetings: [], creator_notes_multilingual: {}, assets: [], source: [], creation_date: null, modification_date: null,
   created_at: '', updated_at: '',
 });
 const ada = character('ada-lovelace-001', 'Ada Lovelace');

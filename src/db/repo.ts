@@ -2,7 +2,7 @@
 // returning records in their wire shape (protocol.ts: snake_case, ISO timestamps). The same
 // code runs on PGlite and PostgreSQL. Unknown ids raise NotFoundError; a reference to
 // something that does not exist (a character's voice) or a duplicate key raises ConflictError.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { asc, desc, eq, inArray, or, sql, type AnyColumn, type SQL } from 'drizzle-orm';
 import type {
   Character,
@@ -24,9 +24,10 @@ import type {
   VoiceCreate,
   VoiceUpdate,
 } from '../protocol.ts';
-import { talkativenessOf } from '../protocol.ts';
+import { cardV3Fields, talkativenessOf } from '../protocol.ts';
+import { cardV3View, withV3Fields } from '../card-v3.ts';
 import type { Database, Db } from './client.ts';
-import { characters, conversations, lorebooks, messages, personas, voices } from './schema.ts';
+import { characterPictures, characters, conversations, lorebooks, messages, personas, voices } from './schema.ts';
 import { STARTER_VOICES, starterCharacters } from './starter-cast.ts';
 
 /** Marks a conversation as just changed (the list is newest first); not found when it does not exist. */
@@ -47,8 +48,29 @@ export class ConflictError extends Error {
   override name = 'ConflictError';
 }
 
-/** A character to create from a card: its fields, and the card's others (kept for export). */
-export type CharacterImport = CharacterCreate & { card?: Record<string, unknown> };
+/** A picture as stored (character_pictures). */
+export interface Picture {
+  content_type: string;
+  bytes: Buffer;
+}
+/**
+ * A character to create from a card: its fields, the card's other `data` fields and its own
+ * top-level ones (both kept for export), and its picture (stored apart, `image_url` its route).
+ */
+export type CharacterImport = CharacterCreate & { card?: Record<string, unknown>; card_top?: Record<string, unknown>; picture?: Picture };
+/** What an export needs: the record, the card's kept fields, and the stored picture if `image_url` is it. */
+export interface StoredCard {
+  character: Character;
+  card: Record<string, unknown>;
+  card_top: Record<string, unknown>;
+  picture: Picture | undefined;
+}
+
+/** The route a stored picture is served at (src/http/card-routes.ts); `?v=` changes with the picture. */
+export const pictureRoute = (id: string) => `/api/characters/${encodeURIComponent(id)}/image`;
+const pictureUrl = (id: string, etag: string) => `${pictureRoute(id)}?v=${etag}`;
+/** Whether a character's image_url is its own stored picture. */
+const isOwnPicture = (id: string, url: string | null | undefined) => url?.startsWith(`${pictureRoute(id)}?`) ?? false;
 /** A session's message, stored under the id its stream carried (saveMessage). */
 export type SavedMessage = MessageCreate & { message_id: string; alternatives?: string[] | undefined; alternative_index?: number | undefined };
 
@@ -128,28 +150,47 @@ export class Repo {
     });
   }
 
-  /** The character and the card fields kept for export. */
-  async getCharacterCard(id: string): Promise<{ character: Character; card: Record<string, unknown> }> {
+  /** The character, the card fields kept for export, and its stored picture. */
+  async getCharacterCard(id: string): Promise<StoredCard> {
     const rows = await this.db.select().from(characters).where(eq(characters.id, id));
     const row = found(rows, `character "${id}"`);
-    return { character: toCharacter(row), card: row.card };
+    const picture = isOwnPicture(id, row.image_url) ? await this.getCharacterPicture(id).catch(() => undefined) : undefined;
+    return { character: toCharacter(row), card: row.card, card_top: row.card_top, picture };
   }
 
-  /** Changes only the fields given (drizzle skips undefined ones); the id never changes. */
+  /** A character's stored picture (its card's); NotFoundError when it has none. */
+  async getCharacterPicture(id: string): Promise<Picture & { etag: string }> {
+    const rows = await this.db
+      .select({ content_type: characterPictures.content_type, base64: sql<string>`encode(${characterPictures.bytes}, 'base64')`, etag: characterPictures.etag })
+      .from(characterPictures)
+      .where(eq(characterPictures.character_id, id));
+    const { base64, ...picture } = found(rows, `the picture of character "${id}"`);
+    return { ...picture, bytes: Buffer.from(base64, 'base64') }; // its line breaks are skipped
+  }
+
+  /**
+   * Changes only the fields given (drizzle skips undefined ones); the id never changes. The V3
+   * fields are written into the card (src/card-v3.ts); a picture the image_url no longer shows is
+   * deleted.
+   */
   async updateCharacter(input: CharacterUpdate): Promise<Character> {
-    const { id, voice, narrator_voice: narratorVoice, ...fields } = input;
+    const { id, voice, narrator_voice: narratorVoice, ...given } = input;
+    const { fields, v3 } = splitV3(given);
     return this.db.transaction(async (tx) => {
       // New extensions carrying a talkativeness set it, unless talkativeness itself is given.
       const talkativeness = fields.talkativeness ?? talkativenessOf(fields.extensions);
       const changes = { ...fields, ...(talkativeness === undefined ? {} : { talkativeness }), updated_at: now() };
       const voiceChange = voice === undefined ? {} : { voice: await existingVoice(tx, voice) };
       const narratorChange = narratorVoice === undefined ? {} : { narrator_voice: await existingVoice(tx, narratorVoice) };
+      const cardChange = Object.keys(v3).length === 0 ? {} : { card: withV3Fields(await storedCard(tx, id), v3) };
       const rows = await tx
         .update(characters)
-        .set({ ...changes, ...voiceChange, ...narratorChange })
+        .set({ ...changes, ...voiceChange, ...narratorChange, ...cardChange })
         .where(eq(characters.id, id))
         .returning();
-      return toCharacter(found(rows, `character "${id}"`));
+      const row = found(rows, `character "${id}"`);
+      if (fields.image_url !== undefined && !isOwnPicture(id, row.image_url)) await tx.delete(characterPictures).where(eq(characterPictures.character_id, id));
+      return toCharacter(row);
     });
   }
 
@@ -454,6 +495,15 @@ export class Repo {
     return valid.flatMap((id) => byId.get(id) ?? []);
   }
 
+  /** The lorebooks of these names (exact, as SillyTavern names its worlds); of two with one name, the older. */
+  async lorebooksByNames(names: readonly string[]): Promise<Lorebook[]> {
+    if (names.length === 0) return [];
+    const rows = await this.db.select().from(lorebooks).where(inArray(lorebooks.name, [...new Set(names)])).orderBy(asc(lorebooks.created_at), asc(lorebooks.id));
+    const byName = new Map<string, Lorebook>();
+    for (const row of rows) if (!byName.has(row.name)) byName.set(row.name, toRecord(row));
+    return [...byName.values()];
+  }
+
   /** Creates all the lorebooks or, if one fails, none. */
   async createLorebooks(inputs: readonly LorebookCreate[]): Promise<Lorebook[]> {
     return this.db.transaction(async (tx) => {
@@ -512,10 +562,12 @@ export class Repo {
  * the per-slug advisory lock (released at commit) makes concurrent creates of one name take
  * turns, and each sees the previous one's row, so no two get the same number.
  */
-async function insertCharacter(tx: Db, input: CharacterImport): Promise<Character> {
+async function insertCharacter(tx: Db, given: CharacterImport): Promise<Character> {
+  const { fields: input, v3 } = splitV3(given);
   const voice = await existingVoice(tx, input.voice);
   const narratorVoice = await existingVoice(tx, input.narrator_voice);
   const id = await nextCharacterId(tx, slugify(input.name));
+  const etag = input.picture && createHash('sha256').update(input.picture.bytes).digest('hex').slice(0, 16);
   const rows = await tx
     .insert(characters)
     .values({
@@ -526,7 +578,7 @@ async function insertCharacter(tx: Db, input: CharacterImport): Promise<Characte
       narrator_voice: narratorVoice,
       style: input.style ?? null,
       system_prompt: input.system_prompt ?? '',
-      image_url: input.image_url ?? null,
+      image_url: etag === undefined ? (input.image_url ?? null) : pictureUrl(id, etag),
       images: input.images ?? [],
       is_active: input.is_active ?? true,
       talkativeness: input.talkativeness ?? talkativenessOf(input.extensions) ?? 0.5,
@@ -543,10 +595,35 @@ async function insertCharacter(tx: Db, input: CharacterImport): Promise<Characte
       character_version: input.character_version ?? '',
       character_book: input.character_book ?? null,
       extensions: input.extensions ?? {},
-      card: input.card ?? {},
+      card: withV3Fields(input.card ?? {}, v3),
+      card_top: input.card_top ?? {},
     })
     .returning();
+  if (input.picture && etag !== undefined) {
+    // As base64 text, decoded by the database: PGlite takes a bytea parameter byte by byte (8 s
+    // for a 3 MB picture on a busy machine against 0.5 s so).
+    const { content_type, bytes } = input.picture;
+    await tx.insert(characterPictures).values({ character_id: id, content_type, bytes: sql`decode(${bytes.toString('base64')}, 'base64')`, etag });
+  }
   return toCharacter(single(rows));
+}
+
+/** A create's or update's V3 fields apart from the rest (they are kept in the card). */
+function splitV3<T extends Partial<Record<(typeof cardV3Fields)[number], unknown>>>(input: T) {
+  const fields: Record<string, unknown> = { ...input };
+  const v3: Record<string, unknown> = {};
+  for (const key of cardV3Fields) {
+    if (!Object.hasOwn(fields, key)) continue;
+    v3[key] = fields[key];
+    delete fields[key];
+  }
+  return { fields: fields as Omit<T, (typeof cardV3Fields)[number]>, v3: v3 as Partial<Pick<Character, (typeof cardV3Fields)[number]>> };
+}
+
+/** The card a character has now, locked for the update that rewrites it. */
+async function storedCard(tx: Db, id: string): Promise<Record<string, unknown>> {
+  const rows = await tx.select({ card: characters.card }).from(characters).where(eq(characters.id, id)).for('update');
+  return found(rows, `character "${id}"`).card;
 }
 
 async function nextCharacterId(tx: Db, slug: string): Promise<string> {
@@ -592,8 +669,8 @@ const timestamps = (row: { created_at: Date; updated_at: Date }) => ({
 });
 
 function toCharacter(row: CharacterRow): Character {
-  const { card: _exportOnly, ...record } = row;
-  return { ...record, ...timestamps(row) };
+  const { card, card_top: _exportOnly, ...record } = row;
+  return { ...record, ...cardV3View(card), ...timestamps(row) };
 }
 const toVoice = (row: VoiceRow): Voice => ({ ...row, ...timestamps(row) });
 /** Personas and lorebooks: the row with its timestamps as text. */

@@ -2,7 +2,7 @@
 // (`npm run db:generate`). Column names are the wire's snake_case names, so a row maps onto
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, check, customType, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, type VoiceStyle, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
@@ -66,8 +66,14 @@ export const characters = pgTable(
     character_version: text().notNull().default(''),
     character_book: jsonb().$type<CharacterBook>(),
     extensions: jsonb().$type<Record<string, unknown>>().notNull().default({}),
-    /** The card's other fields (V3's nickname, assets, … and unknown ones), kept for export; not on the wire. */
+    /**
+     * The card's other `data` fields, kept as the card had them for export: V3's nickname,
+     * group_only_greetings, assets, source, creator_notes_multilingual, creation_date,
+     * modification_date (the Character record shows these, src/db/repo.ts) and unknown ones.
+     */
     card: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+    /** The card's own top-level fields beside spec/data (SillyTavern's avatar, chat, create_date, unknown ones); not on the wire. */
+    card_top: jsonb().$type<Record<string, unknown>>().notNull().default({}),
     ...timestamps,
   },
   // Deleting a voice sets its characters' voice to null: the index spares a full scan.
@@ -77,6 +83,26 @@ export const characters = pgTable(
     check('characters_narration_check', sql`${t.narration} in (${oneOf(narrationModes)})`),
   ],
 );
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value)),
+});
+
+/**
+ * A character's picture from its card (GET /api/characters/{id}/image): kept apart from the
+ * character row, so no list of characters carries megabytes of image. Goes with its character.
+ */
+export const characterPictures = pgTable('character_pictures', {
+  character_id: text()
+    .primaryKey()
+    .references(() => characters.id, { onDelete: 'cascade', onUpdate: 'cascade' }),
+  content_type: text().notNull(),
+  bytes: bytea().notNull(),
+  /** A hash of the bytes: the picture URL's version (`?v=`) and its ETag. */
+  etag: text().notNull(),
+  created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+});
 
 /** Who the user speaks as: `{{user}}` is the name, the description goes into the prompt. */
 export const personas = pgTable(
@@ -155,5 +181,5 @@ export const messages = pgTable(
   ],
 );
 
-export const schema = { voices, characters, personas, lorebooks, conversations, messages };
+export const schema = { voices, characters, characterPictures, personas, lorebooks, conversations, messages };
 export type Schema = typeof schema;

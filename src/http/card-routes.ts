@@ -1,13 +1,14 @@
 // The character card routes: POST /api/characters/import (a PNG, a JSON file, or a multipart
-// upload of several) and GET /api/characters/{id}/export. Registered as their own (encapsulated)
-// plugin, so the PNG and multipart body parsers exist on the import route only: every other
-// route keeps answering 415 to anything but JSON. The access hook (registered on the root before
-// this) covers them like any other route.
+// upload of several), GET /api/characters/{id}/export, and GET /api/characters/{id}/image (the
+// picture a card brought, which the character's image_url points at). Registered as their own
+// (encapsulated) plugin, so the PNG and multipart body parsers exist on the import route only:
+// every other route keeps answering 415 to anything but JSON. The access hook (registered on the
+// root before this) covers them like any other route.
 import fastifyMultipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { CardError, cardFromFile, characterCard, characterPng, isPng, MAX_CARD_BYTES, MAX_CARD_FILES } from '../cards.ts';
 import { runImport } from '../db/handlers.ts';
-import { type CharacterImport, NotFoundError, type Repo, slugify } from '../db/repo.ts';
+import { type CharacterImport, NotFoundError, type Repo, slugify, type StoredCard } from '../db/repo.ts';
 import { cardExportQuerySchema, characterIdSchema, describeZodError } from '../protocol.ts';
 
 /** Bodies up to twice the card limit are read and refused with the card's size; larger ones fastify refuses (413). */
@@ -16,11 +17,15 @@ const BODY_LIMIT = 2 * MAX_CARD_BYTES;
 const MAX_UPLOAD_BYTES = 4 * MAX_CARD_BYTES;
 const IMPORT_URL = '/api/characters/import';
 const EXPORT_URL = '/api/characters/:id/export';
+const IMAGE_URL = '/api/characters/:id/image';
 /** The methods each card URL answers (app.ts answers the others with 405). */
 export const cardRouteMethods = new Map<string, Array<'GET' | 'POST'>>([
   [IMPORT_URL, ['POST']],
   [EXPORT_URL, ['GET']],
+  [IMAGE_URL, ['GET']],
 ]);
+/** The picture URL carries its version (`?v=`): a browser may keep it as long as it likes. */
+const PICTURE_CACHE = 'private, max-age=31536000, immutable';
 
 export const cardRoutes: FastifyPluginAsync<{ repo: Repo }> = async (app, { repo }) => {
   // The card bytes are read as they are (JSON too, in this scope); the route checks the card and
@@ -29,6 +34,11 @@ export const cardRoutes: FastifyPluginAsync<{ repo: Repo }> = async (app, { repo
   app.addContentTypeParser(['image/png', 'application/json'], { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_req, body, done) => done(null, body));
   await app.register(fastifyMultipart, {
     limits: { fileSize: MAX_CARD_BYTES, files: MAX_CARD_FILES, fields: 20, parts: MAX_CARD_FILES + 20 },
+  });
+  // A body over the limit is a card too large, said as such (the root handler would answer 413).
+  app.setErrorHandler((error, _req, reply) => {
+    if (!isFastifyError(error, 'FST_ERR_CTP_BODY_TOO_LARGE')) throw error; // the root error handler
+    return reply.code(400).send({ error: `Cannot import the card: the upload is over ${mb(BODY_LIMIT)}; a card may be up to ${mb(MAX_CARD_BYTES)}.` });
   });
 
   app.post(IMPORT_URL, { bodyLimit: BODY_LIMIT }, async (req, reply) => {
@@ -52,21 +62,38 @@ export const cardRoutes: FastifyPluginAsync<{ repo: Repo }> = async (app, { repo
     const query = cardExportQuerySchema.safeParse(req.query);
     if (!id.success) return reply.code(400).send({ error: `Invalid export request: ${describeZodError(id.error, 'id')}` });
     if (!query.success) return reply.code(400).send({ error: `Invalid export request: ${describeZodError(query.error, 'query')}` });
-    let stored: Awaited<ReturnType<Repo['getCharacterCard']>>;
+    let stored: StoredCard;
     try {
       stored = await repo.getCharacterCard(id.data.id);
     } catch (error) {
       if (error instanceof NotFoundError) return reply.code(404).send({ error: error.message });
       throw error; // the root error handler: a 500 with an error id
     }
-    const { character, card } = stored;
     const { format, spec } = query.data;
-    const filename = `${slugify(character.name)}.${format}`;
+    const filename = `${slugify(stored.character.name)}.${format}`;
     reply.header('content-disposition', `attachment; filename="${filename}"`);
-    if (format === 'json') return reply.type('application/json; charset=utf-8').send(characterCard(character, card, spec));
-    return reply.type('image/png').send(characterPng(character, card, spec));
+    if (format === 'json') return reply.type('application/json; charset=utf-8').send(characterCard(stored, spec));
+    return reply.type('image/png').send(characterPng(stored, spec));
+  });
+
+  app.get(IMAGE_URL, async (req, reply) => {
+    const id = characterIdSchema.safeParse(req.params);
+    if (!id.success) return reply.code(400).send({ error: `Invalid picture request: ${describeZodError(id.error, 'id')}` });
+    let picture: Awaited<ReturnType<Repo['getCharacterPicture']>>;
+    try {
+      picture = await repo.getCharacterPicture(id.data.id);
+    } catch (error) {
+      if (error instanceof NotFoundError) return reply.code(404).send({ error: error.message });
+      throw error;
+    }
+    const etag = `"${picture.etag}"`;
+    reply.header('etag', etag).header('cache-control', PICTURE_CACHE).header('x-content-type-options', 'nosniff');
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.type(picture.content_type).send(picture.bytes);
   });
 };
+
+const mb = (bytes: number) => `${Math.round(bytes / (1024 * 1024))} MB`;
 
 /** The cards a request carries: its PNG or JSON body, or each file of a multipart upload. */
 async function cardsOf(req: FastifyRequest): Promise<CharacterImport[]> {

@@ -6,7 +6,8 @@ import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } 
 import type { Config } from '../config.ts';
 import type { Character, Message, MessageStatus, ModelSettings } from '../protocol.ts';
 import { metrics } from '../metrics.ts';
-import { buildPrompt, estimateTokens } from './prompt.ts';
+import { worldOf } from './lorebook.ts';
+import { buildPrompt, estimateTokens, type Injection } from './prompt.ts';
 import { ReplyCleaner } from './reply-cleaner.ts';
 
 export interface HistoryEntry {
@@ -97,6 +98,8 @@ export class ChatLLM {
   persona = '';
   /** The conversation's attached lorebooks (character_book-shaped), used with each character's own. */
   lorebooks: readonly unknown[] = [];
+  /** Lorebooks by name that cast members link (`extensions.world`), not among the attached ones. */
+  worlds: ReadonlyMap<string, unknown> = new Map();
 
   constructor(
     private readonly llm: Llm,
@@ -145,15 +148,17 @@ export class ChatLLM {
 
   /**
    * The messages one character's LLM call receives: its prompt (src/llm/prompt.ts), as much
-   * recent history as the budget leaves, then its post-history instructions, if any. The
-   * budget pays for the whole fixed prompt first.
+   * recent history as the budget leaves with the prompt's injections at their depths, then its
+   * post-history instructions, if any. The budget pays for the whole fixed prompt first.
    */
   buildMessages(character: Character, cast: readonly Character[], upTo = this.history.length): ChatCompletionMessageParam[] {
     const history = this.history.slice(0, upTo);
-    const prompt = buildPrompt({ character, cast, userName: this.userName, persona: this.persona, lorebooks: this.lorebooks, history: history.map((h) => h.content) });
+    const lorebooks = [...this.worldBooks(character), ...this.lorebooks];
+    const prompt = buildPrompt({ character, cast, userName: this.userName, persona: this.persona, lorebooks, history: history.map((h) => h.content) });
     const system: ChatCompletionMessageParam = { role: 'system', content: prompt.system };
     const after: ChatCompletionMessageParam[] = prompt.postHistory === '' ? [] : [{ role: 'system', content: prompt.postHistory }];
-    let budget = [system, ...after].reduce((left, m) => left - estimateTokens(m.content as string), this.llm.historyTokenBudget);
+    const fixed = [system, ...after].map((m) => m.content as string).concat(prompt.injections.map((i) => i.content));
+    let budget = fixed.reduce((left, text) => left - estimateTokens(text), this.llm.historyTokenBudget);
     const kept: ChatCompletionMessageParam[] = [];
     for (let i = history.length - 1; i >= 0; i--) {
       const message = this.toApiMessage(history[i] as HistoryEntry, character);
@@ -161,7 +166,19 @@ export class ChatLLM {
       if (budget < 0 && kept.length > 0) break; // the newest message is always sent
       kept.push(message);
     }
-    return [system, ...kept.reverse(), ...after];
+    return [system, ...withInjections(kept.reverse(), prompt.injections), ...after];
+  }
+
+  /**
+   * The lorebook the character links by name, unless it is its own book under that name
+   * (SillyTavern embeds the linked world as the card's character_book on export).
+   */
+  private worldBooks(character: Character): unknown[] {
+    const name = worldOf(character);
+    const book = name === undefined ? undefined : this.worlds.get(name);
+    const own = character.character_book;
+    if (book === undefined || (own !== null && Object.hasOwn(own, 'name') && own.name === name)) return [];
+    return [book];
   }
 
   /**
@@ -241,6 +258,22 @@ export class ChatLLM {
     const content = entry.role === 'assistant' ? `${entry.name}: ${entry.content}` : entry.content;
     return { role: 'user', content, ...(name ? { name } : {}) };
   }
+}
+
+/**
+ * The history with each injection `depth` messages from its end (0: after the last; deeper than
+ * the history: before the first), as SillyTavern's doChatInject places them.
+ */
+function withInjections(history: ChatCompletionMessageParam[], injections: readonly Injection[]): ChatCompletionMessageParam[] {
+  if (injections.length === 0) return history;
+  const at = (depth: number) => Math.max(0, history.length - depth);
+  const out: ChatCompletionMessageParam[] = [];
+  for (let i = 0; i <= history.length; i++) {
+    for (const injection of injections) if (at(injection.depth) === i) out.push({ role: injection.role, content: injection.content });
+    const message = history[i];
+    if (message) out.push(message);
+  }
+  return out;
 }
 
 /** The full name and its first word, the forms a model uses to label a line. */

@@ -1,23 +1,38 @@
 // A character's lorebook (Character Card V2/V3 `character_book`): which entries go into the
 // prompt for this reply. An entry is active when it is enabled and either `constant` or one of
-// its `keys` appears in the last `scan_depth` messages (and, when `selective`, one of its
-// `secondary_keys` too). Keys match as whole words, case-insensitively, unless the entry says
-// otherwise (`case_sensitive`, `extensions.match_whole_words`); a key written `/pattern/flags`
-// is a regular expression. Active entries are kept highest priority first (`priority`, then
-// `insertion_order`) until `token_budget` is spent, then placed by `insertion_order`, lowest first.
-// Several books (a character's and a conversation's attached lorebooks) are each scanned and
-// budgeted by their own settings, and their kept entries placed together by `insertion_order`.
+// its `keys` appears in the last `scan_depth` messages (and, when `selective` with
+// `secondary_keys`, its secondary keys satisfy SillyTavern's `extensions.selectiveLogic`: AND
+// ANY, NOT ALL, NOT ANY, AND ALL). Keys match as whole words, case-insensitively, unless the entry
+// says otherwise (`case_sensitive`, `extensions.match_whole_words`); a key written
+// `/pattern/flags` is a regular expression. Active entries are kept highest priority first
+// (`priority`, then `insertion_order`) until `token_budget` is spent, then placed by
+// `insertion_order`, lowest first, at their position: SillyTavern's `extensions.position` (its
+// seven places) or the spec's `before_char` / `after_char`. Several books (a character's, its
+// linked world, a conversation's attached lorebooks) are each scanned and budgeted by their own
+// settings, and their kept entries placed together by `insertion_order`.
 // Not supported: recursive scanning, probability, groups, timed effects (SillyTavern extensions).
+import type { Character } from '../protocol.ts';
 import { isJsonObject as isObject } from '../util/json.ts';
 
 export const DEFAULT_SCAN_DEPTH = 4;
 export const DEFAULT_TOKEN_BUDGET = 500;
+/** SillyTavern's depth for entries at a depth, and for its Author's Note. */
+export const DEFAULT_DEPTH = 4;
 
-export type LorePosition = 'before_char' | 'after_char';
-export interface ActiveLore {
-  before_char: string[];
-  after_char: string[];
+/**
+ * Where an entry goes (SillyTavern's world_info_position, 0–6): before or after the character
+ * definition, at the top or bottom of the Author's Note, into the history at a depth, before or
+ * after the example dialogue.
+ */
+export type LorePosition = 'before_char' | 'after_char' | 'an_top' | 'an_bottom' | 'at_depth' | 'em_top' | 'em_bottom';
+export type LoreRole = 'system' | 'user' | 'assistant';
+/** Active entries of one depth and role, in order: one message of the history. */
+export interface DepthLore {
+  depth: number;
+  role: LoreRole;
+  contents: string[];
 }
+export type ActiveLore = Record<Exclude<LorePosition, 'at_depth'>, string[]> & { at_depth: DepthLore[] };
 
 interface Entry {
   /** Which of the books it is from (ties in insertion_order keep the books' order). */
@@ -34,6 +49,11 @@ interface Entry {
   order: number;
   priority: number;
   position: LorePosition;
+  /** SillyTavern's selectiveLogic: how the secondary keys must match. */
+  logic: SecondaryLogic;
+  /** For `at_depth`: how many messages from the end, and as whom. */
+  depth: number;
+  role: LoreRole;
 }
 
 type Json = Record<string, unknown>;
@@ -46,18 +66,41 @@ const flag = (entry: Json, extensions: Json, key: string, fallback: boolean): bo
   return typeof value === 'boolean' ? value : fallback;
 };
 
-/** The spec's names, and SillyTavern's numbers under `extensions.position` (0 before, 1 after; others, at depth or by the author's note, go after). */
+/** SillyTavern's numbers under `extensions.position`, and the spec's names; anything else goes after the definition. */
 const POSITIONS = new Map<unknown, LorePosition>([
-  ['before_char', 'before_char'],
-  ['after_char', 'after_char'],
   [0, 'before_char'],
   [1, 'after_char'],
+  [2, 'an_top'],
+  [3, 'an_bottom'],
+  [4, 'at_depth'],
+  [5, 'em_top'],
+  [6, 'em_bottom'],
+  ['before_char', 'before_char'],
+  ['after_char', 'after_char'],
 ]);
+/** SillyTavern's number wins over the spec's name, as it reads a card's book (its name is only before/after). */
 const positionOf = (entry: Json, extensions: Json): LorePosition => {
-  const stated = own(entry, 'position') ?? own(extensions, 'position');
+  const stated = own(extensions, 'position') ?? own(entry, 'position');
   if (stated === undefined || stated === null) return 'before_char';
   return POSITIONS.get(stated) ?? 'after_char';
 };
+
+/** SillyTavern's extension_prompt_roles: 0 system, 1 user, 2 assistant. */
+const ROLES = new Map<unknown, LoreRole>([
+  [0, 'system'],
+  [1, 'user'],
+  [2, 'assistant'],
+]);
+
+type SecondaryLogic = (found: boolean[]) => boolean;
+/** SillyTavern's world_info_logic: AND ANY (0, the default), NOT ALL (1), NOT ANY (2), AND ALL (3). */
+const LOGIC = new Map<unknown, SecondaryLogic>([
+  [0, (found) => found.some(Boolean)],
+  [1, (found) => !found.every(Boolean)],
+  [2, (found) => !found.some(Boolean)],
+  [3, (found) => found.every(Boolean)],
+]);
+const AND_ANY = LOGIC.get(0) as SecondaryLogic;
 
 function readEntry(raw: unknown, index: number, book: number): Entry | undefined {
   if (!isObject(raw)) return undefined;
@@ -78,6 +121,9 @@ function readEntry(raw: unknown, index: number, book: number): Entry | undefined
     order: finite(own(raw, 'insertion_order'), 0),
     priority: finite(own(raw, 'priority'), 0),
     position: positionOf(raw, extensions),
+    logic: LOGIC.get(own(extensions, 'selectiveLogic') ?? own(raw, 'selectiveLogic')) ?? AND_ANY,
+    depth: Math.max(0, Math.floor(finite(own(extensions, 'depth'), DEFAULT_DEPTH))),
+    role: ROLES.get(own(extensions, 'role')) ?? 'system',
   };
 }
 
@@ -120,7 +166,7 @@ function triggered(entry: Entry, text: string): boolean {
   if (!entry.enabled) return false;
   if (entry.constant) return true;
   if (!anyKey(entry.keys, entry, text)) return false;
-  return !entry.selective || entry.secondary.length === 0 || anyKey(entry.secondary, entry, text);
+  return !entry.selective || entry.secondary.length === 0 || entry.logic(entry.secondary.map((key) => keyMatcher(key, entry).test(text)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,7 +193,7 @@ function withinBudget(entries: Entry[], budget: number, cost: (entry: Entry) => 
  * oldest first.
  */
 export function activeLore(books: unknown, recent: readonly string[], estimate: (text: string) => number, expand: (text: string) => string = (t) => t): ActiveLore {
-  const lore: ActiveLore = { before_char: [], after_char: [] };
+  const lore: ActiveLore = { before_char: [], after_char: [], an_top: [], an_bottom: [], em_top: [], em_bottom: [], at_depth: [] };
   const contents = new Map<Entry, string>();
   const cost = (e: Entry) => estimate(contents.get(e) ?? '');
   const kept = (Array.isArray(books) ? books : [books]).flatMap((book, i) => {
@@ -157,9 +203,24 @@ export function activeLore(books: unknown, recent: readonly string[], estimate: 
   });
   for (const entry of kept.sort(byInsertion)) {
     const content = contents.get(entry) ?? '';
-    if (content !== '') lore[entry.position].push(content);
+    if (content === '') continue;
+    if (entry.position === 'at_depth') atDepth(lore.at_depth, entry, content);
+    else lore[entry.position].push(content);
   }
   return lore;
+}
+
+/** Entries of one depth and role share a message, as SillyTavern joins them. */
+function atDepth(groups: DepthLore[], entry: Entry, content: string): void {
+  const group = groups.find((g) => g.depth === entry.depth && g.role === entry.role);
+  if (group) group.contents.push(content);
+  else groups.push({ depth: entry.depth, role: entry.role, contents: [content] });
+}
+
+/** The standalone lorebook a character links by name (SillyTavern's `extensions.world`), if any. */
+export function worldOf(character: Pick<Character, 'extensions'>): string | undefined {
+  const world = Object.hasOwn(character.extensions, 'world') ? character.extensions.world : undefined;
+  return typeof world === 'string' && world.trim() !== '' ? world : undefined;
 }
 
 /** A book's entries whose keys are in its last `scan_depth` messages (or that are constant). */

@@ -1,9 +1,10 @@
 // ConversationContext: one per connection. Who the user speaks as and which standalone lorebooks
 // join the characters' own, for the conversation the session is in: its `persona_id` (or, when
 // it names none or the persona is gone, the default persona, else a persona called USER_NAME
-// with no description) and its `lorebook_ids`. They are read from storage before a turn when
-// they changed (or a persona or lorebook was edited), and handed to ChatLLM: `{{user}}` and the
-// stored user messages take the persona's name, the prompt its description.
+// with no description), its `lorebook_ids`, and the lorebooks its cast members link by name
+// (SillyTavern's `extensions.world`). They are read from storage before a turn when they changed
+// (or a persona or lorebook was edited), and handed to ChatLLM: `{{user}}` and the stored user
+// messages take the persona's name, the prompt its description.
 //
 // The old `session_settings {user_name}` keeps working: it makes the session speak as a persona
 // of that name with no description, in every conversation of the session, until a persona is
@@ -17,6 +18,7 @@ export interface ContextSettings {
   persona_id: string | null;
   lorebook_ids: readonly string[];
 }
+
 
 export class ConversationContext {
   /** The name session_settings gave, in place of any persona. */
@@ -47,17 +49,23 @@ export class ConversationContext {
     this.loadedKey = undefined;
   }
 
-  /** Brings ChatLLM's persona and lorebooks up to date with `settings`. A failed read keeps what it had. */
-  async prepare(settings: ContextSettings): Promise<void> {
-    const key = JSON.stringify([settings.persona_id, settings.lorebook_ids, this.nameOnly]);
+  /**
+   * Brings ChatLLM's persona and lorebooks up to date with `settings` and the lorebook names the
+   * cast links (`worlds`). A failed read keeps what it had.
+   */
+  async prepare(settings: ContextSettings, worlds: readonly string[] = []): Promise<void> {
+    const key = JSON.stringify([settings.persona_id, settings.lorebook_ids, this.nameOnly, worlds]);
     if (key === this.loadedKey) return;
     const { chat, repo } = this.opts;
     try {
       const persona = this.nameOnly === undefined ? await this.persona(settings.persona_id) : undefined;
       const lorebooks = await repo.lorebooksByIds(settings.lorebook_ids);
+      const linked = await repo.lorebooksByNames(worlds);
       chat.userName = this.nameOnly ?? persona?.name ?? this.opts.fallbackName;
       chat.persona = persona?.description ?? '';
       chat.lorebooks = lorebooks.map((l) => l.book);
+      // A linked book that is also attached is used once, as attached.
+      chat.worlds = new Map(linked.filter((l) => !settings.lorebook_ids.includes(l.id)).map((l) => [l.name, l.book]));
       this.loadedKey = key;
     } catch (error) {
       this.opts.logger.warn({ err: error }, 'could not read the persona and lorebooks; the turn uses the ones it had');

@@ -11,6 +11,7 @@ import { crudChanges, isCrudType, type MessageChange, runCrud } from '../db/hand
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
+import { worldOf } from '../llm/lorebook.ts';
 import { metrics } from '../metrics.ts';
 import * as p from '../protocol.ts';
 import type { Character, ErrorCode, ServerMessage } from '../protocol.ts';
@@ -266,7 +267,7 @@ export class WebSocketRouter {
     crudChanges.on('conversation', this.takeConversation);
     crudChanges.on('context', this.contextChanged);
     crudChanges.on('message', this.takeMessageChange);
-    await this.context.prepare(this.castState.settings); // the session's user_name is the default persona's
+    await this.prepareContext(); // the session's user_name is the default persona's
     this.send({
       type: 'session',
       data: {
@@ -689,6 +690,11 @@ export class WebSocketRouter {
   }
 
   /** A message operation's replies (regenerate, continue) run as a turn of their own, in turn order. */
+  /** The persona, the attached lorebooks and those the cast links by name, read when they changed. */
+  private prepareContext(): Promise<void> {
+    return this.context.prepare(this.castState.settings, this.cast.flatMap((c) => worldOf(c) ?? []));
+  }
+
   /** A new conversation: the cast members with a greeting greet, in cast order (src/session/greetings.ts). */
   private greet(): void {
     this.queueReplies(async () => greetingPlans(this.cast, this.chat.userName));
@@ -705,7 +711,7 @@ export class WebSocketRouter {
         if (text !== undefined) this.keepUserMessage(text); // taken off the queue just as the session closed
         continue;
       }
-      await this.context.prepare(this.castState.settings); // before planning: a greeting's {{user}} is the persona's name
+      await this.prepareContext(); // before planning: a greeting's {{user}} is the persona's name
       const replies = plans ? await plans().catch((e: unknown) => void this.fail(e)) : undefined; // planned when its turn comes: the history is as the earlier turns left it
       if (plans && !replies) continue;
       if (auto && !this.autoMode.on) continue; // turned off (or the user cut in) while it waited

@@ -102,7 +102,7 @@ export class ConversationTurn {
       const messageId = randomUUID();
       chat.history.push({ role: 'user', name: chat.userName, content: text, character_id: null, message_id: messageId, status: 'complete' });
       log.append({ message_id: messageId, role: 'user', name: chat.userName, content: text });
-      this.ctx.send({ type: 'user_message_accepted', data: { message_id: messageId, text } });
+      this.ctx.send({ type: 'user_message_accepted', data: { message_id: messageId, text, name: chat.userName } });
     }
     if (cast.length === 0) {
       this.ctx.error('not_found', 'No character is active: create a character or activate one, then send your message again.');

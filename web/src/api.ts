@@ -3,7 +3,7 @@
 // reconnecting, and it is the only way to list the TTS engine's voices. Every failure is an
 // ApiError whose message is the server's own explanation (it names the field at fault).
 import { logIn } from './login.ts';
-import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Lorebook, Message, Persona, PersonaCreate, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
+import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Lorebook, LorebookCreate, Message, Persona, PersonaCreate, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
 
 export class ApiError extends Error {
   constructor(
@@ -82,6 +82,8 @@ export const api = {
   lorebooks: () => call<Lorebook[]>('GET', '/api/lorebooks'),
   /** SillyTavern world-info files or character_books, several at once. */
   importLorebooks: (files: readonly File[]) => call<{ lorebooks: Lorebook[] }>('POST', '/api/lorebooks/import', formOf(files)),
+  createLorebook: (input: LorebookCreate) => call<Lorebook>('POST', '/api/lorebooks', input),
+  updateLorebook: (id: string, patch: Partial<LorebookCreate>) => call<Lorebook>('PATCH', `/api/lorebooks/${seg(id)}`, patch),
   deleteLorebook: (id: string) => call<{ id: string }>('DELETE', `/api/lorebooks/${seg(id)}`),
 
   voices: () => call<Voice[]>('GET', '/api/voices'),

@@ -1,19 +1,21 @@
 // The Characters panel: list and search the cast, create and edit a character (name, voice, what
-// of its replies is spoken and the narrator's voice, its delivery style on Higgs v3, picture by
-// URL or uploaded file, active or not, and every Character Card field: the long ones
-// in collapsible sections, the alternate greetings as a list), switch characters on and off,
+// of its replies is spoken and the narrator's voice, its delivery style on Higgs v3,
+// talkativeness, picture by URL or uploaded file, active or not, and every Character Card field:
+// the long ones in collapsible sections, the greetings as lists, the V3 fields, the extensions
+// (SillyTavern's as fields, the rest as checked JSON) and the card's own lorebook, entry by
+// entry, web/src/card-sections.ts and lorebook-editor.ts), switch characters on and off,
 // delete one after confirming, import cards (PNG or JSON, V1/V2/V3) by file picker or by
 // dropping files on the panel, several at once, and export one as a PNG or JSON card (V2 or
 // V3). Records go through the REST API; the server's sessions pick up the change on their own.
 import { api } from './api.ts';
-import { avatar, h, icon, replace, safeImageUrl } from './dom.ts';
+import { cardSection, extensionsSection, greetingList, v3Section } from './card-sections.ts';
+import { avatar, h, icon, replace } from './dom.ts';
+import { bookEditor } from './lorebook-editor.ts';
+import { pictureField } from './picture-field.ts';
 import type { Store } from './store.ts';
 import { styleFields } from './style-fields.ts';
 import type { Character, CharacterCreate, NarrationMode } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
-
-/** Uploaded pictures are stored inline as data: URLs, so they are kept small. */
-export const MAX_PICTURE_BYTES = 512 * 1024;
 
 export function openCharacters(store: Store): void {
   let selected: Character | null = null;
@@ -135,10 +137,9 @@ export function openCharacters(store: Store): void {
 }
 
 function characterForm(character: Character | null, store: Store, saved: (c: Character) => Promise<void>, deleted: () => Promise<void>): HTMLElement {
-  let image: string | null = character?.image_url ?? null;
   const name = h('input', { type: 'text', class: 'input', name: 'name', required: true, maxLength: 100, value: character?.name ?? '', placeholder: 'e.g. Mira Vance' });
   const texts = CARD_TEXTS.map((spec) => cardText(spec, character?.[spec.name] ?? ''));
-  const greetings = greetingList(character?.alternate_greetings ?? []);
+  const greetings = greetingList(character?.alternate_greetings ?? [], 'alternate_greeting', 'Alternate greetings');
   const tags = h('input', { type: 'text', class: 'input', name: 'tags', value: (character?.tags ?? []).join(', '), placeholder: 'e.g. fantasy, mentor' });
   const creator = h('input', { type: 'text', class: 'input', name: 'creator', maxLength: 1000, value: character?.creator ?? '' });
   const version = h('input', { type: 'text', class: 'input', name: 'character_version', maxLength: 1000, value: character?.character_version ?? '' });
@@ -155,57 +156,13 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
   showNarrator();
   const style = styleFields(character?.style ?? null, 'As its voice');
   const active = h('input', { type: 'checkbox', name: 'is_active', checked: character?.is_active ?? true });
-
-  const preview = h('span', { class: 'picture-preview' });
-  const pictureNote = h('span', { class: 'field-hint picture-note' });
-  const pictureError = h('span', { class: 'field-error picture-error', attrs: { role: 'alert' } });
-  const url = h('input', { type: 'url', class: 'input', name: 'image_url', placeholder: 'https://… picture link', attrs: { inputmode: 'url' } });
-  const file = h('input', { type: 'file', accept: 'image/*', name: 'image_file', class: 'visually-hidden' });
-  const showPicture = () => {
-    replace(preview, avatar(name.value || '?', image, 'lg'));
-    const inline = image?.startsWith('data:') ?? false;
-    url.value = inline ? '' : (image ?? '');
-    url.placeholder = inline ? 'Uploaded picture (stored with the character)' : 'https://… picture link';
-    pictureNote.textContent = inline && image ? `Uploaded picture, ${Math.round((image.length * 3) / 4 / 1024)} KB` : '';
-  };
-  url.addEventListener('change', () => {
-    const value = url.value.trim();
-    pictureError.textContent = '';
-    if (value !== '' && !safeImageUrl(value)) {
-      pictureError.textContent = 'A picture link must start with http:// or https://.';
-      return;
-    }
-    image = value === '' ? null : value;
-    showPicture();
-  });
-  file.addEventListener('change', () => {
-    const chosen = file.files?.[0];
-    file.value = '';
-    pictureError.textContent = '';
-    if (!chosen) return;
-    if (!chosen.type.startsWith('image/')) {
-      pictureError.textContent = `“${chosen.name}” is not a picture.`;
-      return;
-    }
-    if (chosen.size > MAX_PICTURE_BYTES) {
-      pictureError.textContent = `That picture is ${formatKb(chosen.size)}; the limit is ${formatKb(MAX_PICTURE_BYTES)}. Choose a smaller image or use a link.`;
-      return;
-    }
-    const reader = new FileReader();
-    reader.onload = () => {
-      const result = typeof reader.result === 'string' ? reader.result : '';
-      if (!safeImageUrl(result)) {
-        pictureError.textContent = 'That file could not be read as a picture.';
-        return;
-      }
-      image = result;
-      showPicture();
-    };
-    reader.onerror = () => (pictureError.textContent = 'That file could not be read.');
-    reader.readAsDataURL(chosen);
-  });
-  name.addEventListener('input', () => showPicture());
-  showPicture();
+  const picture = pictureField(character?.image_url ?? null, () => name.value);
+  name.addEventListener('input', () => picture.refresh());
+  const talk = talkativenessField(character?.talkativeness ?? 0.5);
+  const v3 = v3Section(character);
+  const extensions = extensionsSection(character?.extensions ?? {}, api.lorebooks().then((books) => books.map((b) => b.name)).catch(() => []));
+  const book = bookEditor(character?.character_book ?? null);
+  const bookSection = cardSection('character_book', 'Lorebook (the card’s own)', (character?.character_book?.entries.length ?? 0) > 0, null, h('p', { class: 'field-hint' }, 'Entries go into this character’s prompt when their keys come up (docs: How a character’s prompt is built).'), book.el);
 
   const formError = h('p', { class: 'field-error form-error', attrs: { role: 'alert' } });
   const save = h('button', { type: 'submit', class: 'btn btn-primary save' }, character ? 'Save changes' : 'Create character');
@@ -222,33 +179,14 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
       narratorField,
     ),
     style.el,
+    picture.el,
+    talk.el,
     texts.map((t) => t.el),
     greetings.el,
     h('div', { class: 'field-row card-meta' }, field('Tags', tags, 'Separated by commas.'), field('Creator', creator), field('Version', version)),
-    h(
-      'div',
-      { class: 'field' },
-      h('span', { class: 'field-label' }, 'Picture'),
-      h(
-        'div',
-        { class: 'picture-row' },
-        preview,
-        h(
-          'div',
-          { class: 'picture-controls' },
-          url,
-          h(
-            'div',
-            { class: 'picture-buttons' },
-            h('button', { type: 'button', class: 'btn upload', onclick: () => file.click() }, `Upload… (max ${formatKb(MAX_PICTURE_BYTES)})`),
-            h('button', { type: 'button', class: 'btn btn-quiet remove-picture', onclick: () => ((image = null), (pictureError.textContent = ''), showPicture()) }, 'Remove'),
-          ),
-          pictureNote,
-          pictureError,
-          file,
-        ),
-      ),
-    ),
+    v3.el,
+    extensions.el,
+    bookSection,
     h('label', { class: 'check' }, active, h('span', null, 'Active — answers in conversations')),
     character ? exportControls(character) : null,
     formError,
@@ -283,8 +221,13 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
       name.focus();
       return;
     }
-    if (pictureError.textContent) {
+    if (picture.problem()) {
       formError.textContent = 'Fix the picture first.';
+      return;
+    }
+    const problem = v3.problem() || extensions.problem();
+    if (problem) {
+      formError.textContent = problem;
       return;
     }
     const input: CharacterCreate = {
@@ -293,13 +236,18 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
       narration: (narration.value || null) as NarrationMode | null,
       narrator_voice: narratorVoice.value || null,
       style: style.value(),
-      image_url: image,
+      image_url: picture.value(),
       is_active: active.checked,
+      // Unless moved here, the character's own (the cast bar may have set one the slider cannot show).
+      talkativeness: talk.touched() || !character ? talk.value() : character.talkativeness,
       ...Object.fromEntries(texts.map((t) => [t.name, t.value()])),
       alternate_greetings: greetings.values(),
       tags: tags.value.split(',').map((t) => t.trim()).filter(Boolean),
       creator: creator.value,
       character_version: version.value,
+      ...v3.value(),
+      extensions: extensions.value(),
+      character_book: book.value() as CharacterCreate['character_book'],
     };
     save.disabled = true;
     const request = character ? api.updateCharacter(character.id, input) : api.createCharacter(input);
@@ -323,8 +271,17 @@ const NARRATION_LABELS = new Map<NarrationMode, string>([
   ['narrated', 'Dialogue in its voice, narration in the narrator’s'],
 ]);
 
-function formatKb(bytes: number): string {
-  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;
+/** How readily the character speaks up unaddressed (0–1, SillyTavern's talkativeness). */
+function talkativenessField(initial: number) {
+  const range = h('input', { type: 'range', class: 'talkativeness', name: 'talkativeness', min: '0', max: '1', step: '0.05', value: String(initial), attrs: { 'aria-label': 'Talkativeness' } });
+  const shown = h('output', { class: 'talkativeness-value' }, `${Math.round(initial * 100)}%`);
+  let touched = false;
+  range.addEventListener('input', () => {
+    touched = true;
+    shown.textContent = `${Math.round(Number(range.value) * 100)}%`;
+  });
+  const el = h('div', { class: 'field' }, h('span', { class: 'field-label' }, 'Talkativeness'), h('div', { class: 'talk-row' }, range, shown), h('span', { class: 'field-hint' }, 'How readily the character speaks up when not addressed.'));
+  return { el, value: () => Number(range.value), touched: () => touched };
 }
 
 type CardTextField = 'system_prompt' | 'description' | 'personality' | 'scenario' | 'first_mes' | 'mes_example' | 'post_history_instructions' | 'creator_notes';
@@ -355,32 +312,6 @@ function cardText(spec: (typeof CARD_TEXTS)[number], value: string) {
     h('label', { class: 'field' }, h('span', { class: 'visually-hidden' }, spec.label), area, h('span', { class: 'field-hint' }, spec.hint)),
   );
   return { name: spec.name, el, value: () => area.value };
-}
-
-/** The alternate greetings: one text box each, added and removed in place. */
-function greetingList(initial: readonly string[]) {
-  const items = h('ol', { class: 'greeting-list' });
-  const add = (text = '') => {
-    const area = h('textarea', { class: 'input', name: 'alternate_greeting', rows: 2, maxLength: 100_000, value: text });
-    const li = h('li', { class: 'greeting-item' }, area);
-    const remove = h('button', { type: 'button', class: 'btn btn-quiet remove-greeting', onclick: () => li.remove() }, 'Remove');
-    li.append(remove);
-    const label = () => `Alternate greeting ${[...items.children].indexOf(li) + 1}`;
-    items.append(li);
-    area.setAttribute('aria-label', label());
-    remove.setAttribute('aria-label', `Remove ${label().toLowerCase()}`);
-    return area;
-  };
-  for (const text of initial) add(text);
-  const el = h(
-    'details',
-    { class: 'card-section', open: initial.length > 0, data: { field: 'alternate_greetings' } },
-    h('summary', null, h('span', { class: 'card-section-title' }, 'Alternate greetings'), h('span', { class: 'card-count' }, String(initial.length))),
-    items,
-    h('button', { type: 'button', class: 'btn add-greeting', onclick: () => add().focus() }, icon('plus'), 'Add greeting'),
-  );
-  const values = () => [...items.querySelectorAll('textarea')].map((a) => a.value).filter((v) => v.trim() !== '');
-  return { el, values };
 }
 
 /** Download links for the character as a card: PNG or JSON, V2 or V3. */

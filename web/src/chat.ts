@@ -1,5 +1,5 @@
-// The conversation view: one entry per message, the user's on the right, each character's
-// under its name and picture. Replies grow as `text_chunk`s stream in (one text node, appended
+// The conversation view: one entry per message, the user's on the right under the persona's
+// name and picture (or initial), each character's under its name and picture. Replies grow as `text_chunk`s stream in (one text node, appended
 // to), show a "replying" marker while streaming and a "speaking" marker while their audio
 // plays, and say "interrupted" when cut off. Loaded history is drawn the same way.
 // Every stored message has actions, on hover and on keyboard focus (docs/client.md): copy,
@@ -27,6 +27,15 @@ interface Entry {
 /** What a message action sends (regenerate and continue stop what is playing first). */
 export type SendAction = (message: ClientMessage) => boolean;
 
+/** The user's picture on a message, marked with what it shows (so a redraw can tell it is current). */
+function userAvatar(name: string, picture: string | null): HTMLElement {
+  const el = avatar(name, picture);
+  el.classList.add('msg-user-avatar');
+  el.setAttribute('data-picture', picture ?? '');
+  el.setAttribute('data-name', name);
+  return el;
+}
+
 interface StreamIds {
   message_id: string;
   character_id: string;
@@ -51,7 +60,10 @@ export class ChatView {
     this.empty = h('div', { class: 'chat-empty' });
     this.list = h('div', { class: 'chat-list', attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' } });
     this.el = h('section', { class: 'chat-scroll' }, this.empty, this.list);
-    store.subscribe(() => this.renderEmpty());
+    store.subscribe(() => {
+      this.renderEmpty();
+      this.renderUserPictures();
+    });
     this.renderEmpty();
   }
 
@@ -117,10 +129,32 @@ export class ChatView {
     this.renderEmpty();
   }
 
-  /** The server took a user message and stored it under this id (the oldest one waiting gets it). */
-  userAccepted(messageId: string): void {
+  /** The server took a user message and stored it under this id, as `name` (the oldest one waiting gets it). */
+  userAccepted(messageId: string, name?: string): void {
     const entry = this.unconfirmed.shift();
-    if (entry) this.identify(entry, messageId);
+    if (!entry) return;
+    this.identify(entry, messageId);
+    if (name !== undefined && name !== entry.el.dataset.userName) {
+      entry.el.dataset.userName = name;
+      const shown = entry.el.querySelector('.msg-name');
+      if (shown) shown.textContent = name;
+      this.renderUserPicture(entry.el);
+    }
+  }
+
+  /** Each user message's picture: the persona it was sent as (by its name), else its initial. */
+  private renderUserPictures(): void {
+    for (const el of this.list.querySelectorAll<HTMLElement>('.msg-user')) this.renderUserPicture(el);
+  }
+
+  private renderUserPicture(el: HTMLElement): void {
+    const name = el.dataset.userName ?? '';
+    const picture = this.store.personaNamed(name)?.image_url ?? null;
+    const current = el.querySelector('.avatar');
+    if (current && current.getAttribute('data-picture') === (picture ?? '') && current.getAttribute('data-name') === name) return;
+    const next = userAvatar(name, picture);
+    if (current) current.replaceWith(next);
+    else el.append(next);
   }
 
   /** An interrupted reply keeps only what was heard: the rest is shown greyed out, as not said. */
@@ -253,13 +287,14 @@ export class ChatView {
     const textNode = document.createTextNode(text);
     const el = h(
       'article',
-      { class: 'msg msg-user', data: { local: String(this.localCount) }, tabIndex: 0 },
+      { class: 'msg msg-user', data: { local: String(this.localCount), userName: name }, tabIndex: 0 },
       h(
         'div',
         { class: 'msg-body' },
         h('div', { class: 'msg-meta' }, spoken ? h('span', { class: 'msg-via', title: 'Spoken' }, icon('mic')) : null, h('span', { class: 'msg-name' }, name)),
         h('div', { class: 'msg-text' }, textNode),
       ),
+      userAvatar(name, this.store.personaNamed(name)?.image_url ?? null),
     );
     const entry: Entry = { el, text: textNode, status: h('span'), streaming: false, role: 'user', id: undefined, alternatives: [], index: 0, counter: h('span', { hidden: true }) };
     this.addActions(entry);

@@ -18,7 +18,7 @@ import { Microphone } from './mic.ts';
 import { Player } from './player.ts';
 import { lastConversation, rememberConversation, Settings } from './settings.ts';
 import { Store } from './store.ts';
-import type { ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
+import type { CastSettings, ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
 import { describeError, toast } from './ui.ts';
 import { openVoices } from './voices.ts';
 import { openLorebooks } from './lorebooks.ts';
@@ -132,6 +132,7 @@ class App {
     this.conn.start();
     void this.store.reloadCharacters().catch((e: unknown) => toast(describeError(e), 'error', 'Could not load characters'));
     void this.store.reloadVoices().catch(() => undefined);
+    void this.store.reloadPersonas().catch(() => undefined);
     void this.conversations.refresh();
     this.renderActivity();
     this.renderMic();
@@ -166,7 +167,7 @@ class App {
         { class: 'side-nav' },
         h('button', { type: 'button', class: 'nav-btn nav-characters', onclick: () => openCharacters(this.store) }, icon('people'), 'Characters'),
         h('button', { type: 'button', class: 'nav-btn nav-voices', onclick: () => openVoices(this.store, (m) => this.send(m), () => this.stopForPreview()) }, icon('wave'), 'Voices'),
-        h('button', { type: 'button', class: 'nav-btn nav-personas', onclick: () => openPersonas(this.conversationLink) }, icon('people'), 'Personas'),
+        h('button', { type: 'button', class: 'nav-btn nav-personas', onclick: () => openPersonas(this.conversationLink, this.store) }, icon('people'), 'Personas'),
         h('button', { type: 'button', class: 'nav-btn nav-lorebooks', onclick: () => openLorebooks(this.conversationLink) }, icon('pencil'), 'Lorebooks'),
         h('button', { type: 'button', class: 'nav-btn nav-settings', onclick: () => this.settings.open() }, icon('gear'), 'Settings'),
       ),
@@ -227,7 +228,7 @@ class App {
         this.player.interruptAcknowledged();
         return this.renderActivity();
       case 'user_message_accepted':
-        return this.chat.userAccepted(m.data.message_id);
+        return this.chat.userAccepted(m.data.message_id, m.data.name);
       case 'message_truncated':
         return this.chat.truncated(m.data.message_id, m.data.text);
       case 'message_updated':
@@ -238,14 +239,14 @@ class App {
         return this.chat.deleted(m.data.message_id);
       case 'history_cleared':
         this.chat.clear();
-        if (m.data.cast_settings) this.cast.take(m.data.cast_settings);
+        if (m.data.cast_settings) this.takeSettings(m.data.cast_settings);
         this.sessionConversationId = m.data.conversation_id;
         this.setConversation(m.data.conversation_id, false);
         return;
       case 'conversation_loaded':
         if (m.request_id !== undefined && m.request_id === this.resumeRequest) this.resumeRequest = null;
+        this.takeSettings(m.data.conversation);
         this.chat.showHistory(m.data.messages, this.userName);
-        this.cast.take(m.data.conversation);
         this.setConversation(m.data.conversation.conversation_id, true);
         this.conversations.refreshSoon(0);
         return;
@@ -258,7 +259,7 @@ class App {
         return this.store.mergeActive(m.data);
       case 'conversation_updated':
         if (m.data.conversation_id !== this.conversationId) return;
-        this.cast.take(m.data);
+        this.takeSettings(m.data);
         return this.markStored(); // an update stores a new conversation
       case 'not_in_cast':
         toast(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`, 'info', 'Not in the cast');
@@ -287,6 +288,12 @@ class App {
     }
   }
 
+  /** The open conversation's cast and rules (the cast bar) and its persona (the user's pictures). */
+  private takeSettings(settings: CastSettings): void {
+    this.cast.take(settings);
+    this.store.choosePersona(settings.persona_id);
+  }
+
   /** How the Personas and Lorebooks panels reach the open conversation. */
   private readonly conversationLink = { conversationId: () => this.conversationId, send: (m: ClientMessage) => this.send(m) };
 
@@ -303,7 +310,7 @@ class App {
     this.userName = data.user_name;
     this.sessionConversationId = data.conversation_id;
     this.store.mergeActive(data.active_characters);
-    this.cast.take(data.cast_settings);
+    this.takeSettings(data.cast_settings);
     this.settings.onSession(data.model_settings, data.user_name);
     // Resume: the conversation this page had open (if it was stored), or the last visit's.
     const resume = this.resumeTarget;

@@ -1,14 +1,17 @@
 // The Personas panel: who the user speaks as. Create, edit and delete personas (name, description,
-// picture link, default or not), and choose the one this conversation uses (or the default).
-// `{{user}}` in the characters' cards is the persona's name; its description goes into their
-// prompts. Records go through the REST API; the choice goes to the session (update_conversation).
+// picture by link or uploaded file, default or not), and choose the one this conversation uses
+// (or the default). `{{user}}` in the characters' cards is the persona's name; its description
+// goes into their prompts; its picture is on the user's messages (web/src/chat.ts). Records go
+// through the REST API; the choice goes to the session (update_conversation).
 import { api } from './api.ts';
-import { avatar, h, icon, replace, safeImageUrl } from './dom.ts';
+import { avatar, h, icon, replace } from './dom.ts';
 import { changeConversation, type ConversationLink, conversationSettings } from './conversation-settings.ts';
+import { pictureField } from './picture-field.ts';
+import type { Store } from './store.ts';
 import type { Persona, PersonaCreate } from './types.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
-export function openPersonas(link: ConversationLink): void {
+export function openPersonas(link: ConversationLink, store: Store): void {
   let personas: Persona[] = [];
   let chosen: string | null = null;
   const list = h('ul', { class: 'record-list', attrs: { 'aria-label': 'Personas' } });
@@ -18,6 +21,7 @@ export function openPersonas(link: ConversationLink): void {
     const id = choice.value || null;
     if (changeConversation(link, { persona_id: id })) {
       chosen = id;
+      store.choosePersona(id);
       toast(`This conversation now speaks as ${personas.find((p) => p.id === id)?.name ?? 'the default persona'}.`, 'success');
     } else {
       choice.value = chosen ?? '';
@@ -45,6 +49,7 @@ export function openPersonas(link: ConversationLink): void {
   const reload = async () => {
     try {
       [personas, { persona_id: chosen }] = await Promise.all([api.personas(), conversationSettings(link.conversationId())]);
+      store.takePersonas(personas);
     } catch (e) {
       toast(describeError(e), 'error', 'Could not load personas');
     }
@@ -71,7 +76,8 @@ export function openPersonas(link: ConversationLink): void {
 function personaForm(persona: Persona | null, changed: () => Promise<void>): HTMLElement {
   const name = h('input', { type: 'text', class: 'input', name: 'persona_name', required: true, maxLength: 64, value: persona?.name ?? '', placeholder: 'e.g. Captain Rowe' });
   const description = h('textarea', { class: 'input', name: 'persona_description', rows: 5, maxLength: 100_000, value: persona?.description ?? '', placeholder: '{{user}} is… (how the characters should see you)' });
-  const picture = h('input', { type: 'url', class: 'input', name: 'persona_image_url', value: persona?.image_url ?? '', placeholder: 'https://… picture link', attrs: { inputmode: 'url' } });
+  const picture = pictureField(persona?.image_url ?? null, () => name.value, 'persona_');
+  name.addEventListener('input', () => picture.refresh());
   const isDefault = h('input', { type: 'checkbox', name: 'persona_default', checked: persona?.is_default ?? false });
   const error = h('p', { class: 'field-error form-error', attrs: { role: 'alert' } });
   const save = h('button', { type: 'submit', class: 'btn btn-primary save-persona' }, persona ? 'Save persona' : 'Create persona');
@@ -81,7 +87,7 @@ function personaForm(persona: Persona | null, changed: () => Promise<void>): HTM
     h('h3', null, persona ? `Edit ${persona.name}` : 'New persona'),
     field('Name', name, 'What the characters call you ({{user}}).'),
     field('Description', description, 'Goes into every character’s prompt while you speak as this persona.'),
-    field('Picture', picture),
+    picture.el,
     h('label', { class: 'check' }, isDefault, h('span', null, 'Default — used by conversations that choose no persona')),
     error,
     h('div', { class: 'form-actions' }, save, persona ? h('button', { type: 'button', class: 'btn btn-danger delete-persona', onclick: () => void remove() }, icon('trash'), 'Delete') : null),
@@ -98,10 +104,9 @@ function personaForm(persona: Persona | null, changed: () => Promise<void>): HTM
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     error.textContent = '';
-    const url = picture.value.trim();
     if (name.value.trim() === '') return void ((error.textContent = 'A persona needs a name.'), name.focus());
-    if (url !== '' && !safeImageUrl(url)) return void (error.textContent = 'A picture link must start with http:// or https://.');
-    const input: PersonaCreate = { name: name.value.trim(), description: description.value, image_url: url || null, is_default: isDefault.checked };
+    if (picture.problem()) return void (error.textContent = 'Fix the picture first.');
+    const input: PersonaCreate = { name: name.value.trim(), description: description.value, image_url: picture.value(), is_default: isDefault.checked };
     save.disabled = true;
     (persona ? api.updatePersona(persona.id, input) : api.createPersona(input))
       .then(async (saved) => {

@@ -10,6 +10,7 @@ export type {
   Conversation,
   ErrorCode,
   Lorebook,
+  LorebookCreate,
   Message,
   ModelSettings,
   NarrationMode,
