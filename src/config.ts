@@ -133,8 +133,8 @@ const envSchema = z.object({
   BARGE_IN_MIN_MS: int(0, 5000).default(250),
   // A barge-in pauses the reply; with no words within this long after the user stops, it resumes (0: it interrupts at once).
   FALSE_INTERRUPT_TIMEOUT_MS: int(0, 60_000).default(1500),
-  // Silence after which the user counts as paused: the transcript so far is made at once.
-  STT_PAUSE_MS: int(32, 5000).default(100),
+  // Silence after which a preemptive reply may start on the transcript made when the user stopped.
+  STT_PAUSE_MS: int(0, 5000).default(100),
   // A reply starts on that transcript before the end of the turn is decided; it is sent only once the final transcript confirms it.
   PREEMPTIVE_GENERATION: bool.default(true),
   // A user-supplied ONNX end-of-turn classifier (docs/configuration.md); unset: the transcript's punctuation decides.
@@ -230,7 +230,7 @@ export interface Config {
     bargeInMinMs: number;
     /** How long after the user stops a paused reply waits for words before it resumes; 0 = barge-in interrupts at once. */
     falseInterruptTimeoutMs: number;
-    /** Trailing silence after which the user counts as paused (the closing transcription, the turn detector). */
+    /** Silence after which a preemptive reply may start (on the transcript made when the user stopped). */
     pauseMs: number;
     /** Replies start on the paused transcript, held until the final transcript confirms them. */
     preemptive: boolean;

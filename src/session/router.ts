@@ -271,6 +271,7 @@ export class WebSocketRouter {
           if (!held && stt.config.bargeIn && this.speaking()) this.bargeIn.speechStarted();
         },
         ...(stt.config.preemptive ? { preemptive: (text: string) => this.preemption.start(text), preemptiveCancelled: () => this.preemption.cancel() } : {}),
+        turnJudged: (complete, probability) => this.logger.debug({ complete, probability }, 'end of turn judged'),
         error: (code, message) => this.error(code, message),
       },
     });

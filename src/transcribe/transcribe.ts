@@ -10,14 +10,15 @@
 // At most one STT request per connection is in flight: a live request waits for the previous
 // one and for any final; an utterance's end aborts its live request so the final starts at once.
 //
-// When the user pauses (STT_PAUSE_MS of silence after speech), the utterance so far is
-// transcribed at once (the "closing" transcription, ahead of the live interval, superseding a
+// The moment the VAD hears the user stop (the first window without speech), the utterance so far
+// is transcribed at once (the "closing" transcription, ahead of the live interval, superseding a
 // live request in flight): that transcript chooses the end silence, and, for a listener of
-// `preemptive`, it is announced as the turn's likely text so a reply can start while the end of
-// the turn is still undecided. Each announcement is followed by exactly one `final` or
-// `preemptiveCancelled` (the user spoke again, or the utterance had no words after all). A
-// user-supplied end-of-turn model (TURN_DETECTOR_MODEL), when configured, is asked at the same
-// moment whether the turn is over, and its answer chooses the end silence instead.
+// `preemptive`, it is announced as the turn's likely text — once the pause has also lasted
+// STT_PAUSE_MS — so a reply can start while the end of the turn is still undecided. Each
+// announcement is followed by exactly one `final` or `preemptiveCancelled` (the user spoke
+// again, or the utterance had no words after all). A user-supplied end-of-turn model
+// (TURN_DETECTOR_MODEL), when configured, is asked at the same moment whether the turn is over,
+// and its answer chooses the end silence instead.
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { INPUT_SAMPLE_RATE, type SttState } from '../protocol.ts';
@@ -74,6 +75,8 @@ export interface TranscribeEvents {
   preemptive?(text: string): void;
   /** The announced transcript no longer stands: the user spoke again, or the utterance turned out to hold no words. */
   preemptiveCancelled?(): void;
+  /** Optional: the turn detector's verdict on a pause (complete: the short end silence applies, else the long one). */
+  turnJudged?(complete: boolean, probability: number): void;
 }
 
 export interface TranscribeDeps {
@@ -99,6 +102,8 @@ interface Recording {
   pausedAt: number | undefined;
   /** The closing transcription of this pause was started. */
   closingAsked: boolean;
+  /** Its transcript, waiting for the pause to last STT_PAUSE_MS before it is announced. */
+  heard: string | undefined;
   /** A preemptive transcript was announced and has not been taken back. */
   announced: boolean;
   /** The turn detector's verdict on this pause: the turn is complete. */
@@ -262,7 +267,7 @@ export class Transcribe {
 
   private startUtterance(bounds: SegmentBounds): void {
     const audioStart = Math.max(bounds.speechStart - samples(this.cfg.preRollMs), this.lastAudioEnd, this.buffer.start);
-    this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false, pausedAt: undefined, closingAsked: false, announced: false, complete: undefined };
+    this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false, pausedAt: undefined, closingAsked: false, heard: undefined, announced: false, complete: undefined };
     this.refreshState();
   }
 
@@ -273,13 +278,12 @@ export class Transcribe {
     this.events.speechStart();
   }
 
-  /** After each window: has the user paused (STT_PAUSE_MS of silence after speech), or spoken again since? */
+  /** After each window: has the user stopped (a window without speech), or spoken again since? */
   private checkPause(utterance: Readonly<SegmentBounds> | undefined): void {
     const recording = this.recording;
     if (!recording || !utterance) return;
-    const silent = this.detector.position - utterance.speechEnd;
-    if (silent === 0) return this.spokeAgain(recording);
-    if (recording.pausedAt !== undefined || silent < samples(this.cfg.pauseMs)) return;
+    if (this.detector.position === utterance.speechEnd) return this.spokeAgain(recording);
+    if (recording.pausedAt !== undefined) return this.announce(recording);
     recording.pausedAt = utterance.speechEnd;
     this.judgeTurn(recording);
     if (!this.wantsClosing(recording)) return;
@@ -287,11 +291,21 @@ export class Transcribe {
     this.transcribeLive();
   }
 
+  /** The pause's transcript is announced once it is in and the pause has lasted STT_PAUSE_MS. */
+  private announce(recording: Recording): void {
+    const { heard, pausedAt } = recording;
+    if (heard === undefined || pausedAt === undefined || recording.announced) return;
+    if (this.detector.position - pausedAt < samples(this.cfg.pauseMs)) return;
+    recording.announced = true;
+    this.events.preemptive?.(heard);
+  }
+
   /** Speech after a pause: what was said at the pause no longer stands. */
   private spokeAgain(recording: Recording): void {
     if (recording.pausedAt === undefined) return;
     recording.pausedAt = undefined;
     recording.closingAsked = false;
+    recording.heard = undefined;
     recording.complete = undefined;
     if (this.live && this.liveClosing) this.live.abort(new Error('the user spoke again'));
     if (!recording.announced) return;
@@ -308,7 +322,9 @@ export class Transcribe {
     const audio = this.buffer.slice(Math.max(recording.audioStart, end - model.maxSamples), end);
     model.predict(audio).then(
       (probability) => {
-        if (this.recording === recording && recording.pausedAt === pausedAt) recording.complete = probability >= this.cfg.turnDetectorThreshold;
+        if (this.recording !== recording || recording.pausedAt !== pausedAt || this.closed) return; // the user spoke again meanwhile
+        recording.complete = probability >= this.cfg.turnDetectorThreshold;
+        this.events.turnJudged?.(recording.complete, probability);
       },
       (error: unknown) => this.deps.logger?.warn({ err: error }, 'the turn detector failed; the transcript decides'),
     );
@@ -437,8 +453,8 @@ export class Transcribe {
       this.events.stabilized(stable);
     }
     if (pausedAt === undefined || recording.pausedAt !== pausedAt) return;
-    recording.announced = true;
-    this.events.preemptive?.(text);
+    recording.heard = text;
+    this.announce(recording);
   }
 
   /**
