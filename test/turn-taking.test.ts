@@ -200,6 +200,8 @@ describe('preemptive replies', () => {
     assert.ok(closed.closedAt! <= second!.receivedAt, 'as soon as the user spoke again');
 
     assert.equal(client.ofType('stt_final').length, 1);
+    assert.deepEqual(client.ofType('user_message_accepted').map((m) => m.data.text), [QUESTION], 'the first start sent nothing');
+    assert.equal(client.ofType('text_stream_start').length, 1);
     assert.deepEqual(client.ofType('text_stream_stop').map((s) => s.data.text), ['Rye, mostly.']);
     assert.ok(!client.ofType('text_chunk').some((c) => c.data.text.includes('Sourdough')));
     const messages = await stored(client, 2);
@@ -246,6 +248,24 @@ describe('interruptions that can be taken back', () => {
       [STORY, 'complete'],
     ]);
     assert.deepEqual(delta(before, await counts('chorus_barge_ins_total')), { paused: 1, resumed: 1, interrupted: 0 });
+  });
+
+  test('an interrupt message while paused cuts the reply for good: it is not taken back', async () => {
+    const before = await counts('chorus_barge_ins_total');
+    const { client, messageId } = await overAReply('');
+    await client.next('audio_paused', 10_000);
+    client.send({ type: 'interrupt' });
+    await client.next('interrupt_ack', 10_000);
+    const cut = client.ofType('audio_stream_stop').find((s) => s.data.message_id === messageId);
+    assert.equal(cut?.data.interrupted, true);
+    // Cut while paused: counted as interrupted, and nothing is left to resume (its timer is gone with it) …
+    assert.deepEqual(delta(before, await counts('chorus_barge_ins_total')), { paused: 1, resumed: 0, interrupted: 1 });
+    // … however long the microphone goes on hearing silence.
+    await say(client, { silenceMs: 1800 });
+    const pong = await client.request({ type: 'ping' });
+    assert.equal(pong.type, 'pong');
+    assert.equal(client.ofType('audio_resumed').length, 0);
+    assert.equal((await counts('chorus_barge_ins_total')).resumed, before.resumed ?? 0);
   });
 
   test('a barge-in with words pauses the reply, then the words interrupt it: what was heard is kept, and they are the next turn', async () => {
