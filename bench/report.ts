@@ -445,8 +445,8 @@ it and checks the shape of its JSON.
   to \`bench/results/server.log\`.
 - After one warm-up turn, one session measures speech input: it streams espeak speech at
   16 kHz in real time, each utterance followed by silence, and times the last speech sample
-  sent → \`stt_final\` (\`STT_END_SILENCE_MS\` is set to 600 ms; the transcription server
-  answers after 100 ms).
+  sent → \`stt_final\` (the server's default end silences; the transcription server answers
+  after 100 ms). Then voice to voice (\`bench/voice.ts\`), with the engines at its own latencies.
 - The LLM answers after 300 ms, then one word every 20–30 ms, 1–3 sentences, some replies
   opening with a short clause the server speaks early. The speech server answers after 150 ms
   and then streams PCM in 20 ms chunks at real-time pace (24 kHz).
@@ -476,7 +476,8 @@ it and checks the shape of its JSON.
 | \`sentence_gap_ms\` | the silence the listener hears between two sentences of a reply that was not interrupted: the client plays frames back to back from their arrival, so it is how long after the previous sentence's audio has played out the next sentence's first frame arrives (0 when it arrived in time). Without synthesis ahead (\`TTS_LOOKAHEAD=0\`) it is about the TTS time to first byte with a real-time-paced TTS; with it, the next sentence is ready before the current one ends | 0 |
 | \`event_loop_delay_ms\` | how late a timer due every 10 ms fires inside the server (\`chorus_event_loop_delay_seconds\` of \`/metrics\`, between two scrapes; p50/p99 interpolated in its buckets; max from prom-client's monitor) | 0 |
 | \`rss_mb\`, \`rss_per_session_mb\` | the server's peak resident memory during the step (\`/proc/<pid>/status\`), and (peak − idle) ÷ sessions; idle is measured after one warm-up turn and a full GC, with no session open | – |
-| \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (600 ms) and the transcription server's own answer time | 0 (overhead) |
+| \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (its default for the transcript's ending) and the transcription server's own answer time | 0 (overhead) |
+| \`voice_to_voice_ms\` and its breakdown | last speech sample sent → first binary frame of the reply received, per kind of utterance and pacing (\`bench/voice.ts\`) | engine path |
 | server's own view | the server's \`/metrics\` over each step: \`chorus_llm_first_token_seconds\`, \`chorus_tts_first_byte_seconds\`, \`chorus_first_audio_seconds\` (user message received → first frame sent), \`chorus_interrupt_seconds\`, \`chorus_turns_total\`, \`chorus_errors_total\`, \`chorus_open_sessions\`; quantiles interpolated in the histogram buckets, so coarse | – |
 | CPU s / turn, CPU | the server's user + system CPU time over the step ÷ turns, and ÷ wall time | – |
 | bench loop p99, bench CPU | the same timer lateness in the bench process, and its CPU use: its own load delays the "received" stamps, so a high value here inflates every overhead above | 0 |
@@ -492,8 +493,9 @@ it and checks the shape of its JSON.
 \`nodejs_eventloop_lag_*\`) and Chorus's own: histograms \`chorus_llm_first_token_seconds\`,
 \`chorus_tts_first_byte_seconds\`, \`chorus_stt_latency_seconds\`, \`chorus_first_audio_seconds\`,
 \`chorus_interrupt_seconds\`, \`chorus_event_loop_delay_seconds\`; gauge \`chorus_open_sessions\`;
-counters \`chorus_turns_total\` and \`chorus_errors_total{code}\`. They are defined in
-\`src/metrics.ts\`.
+counters \`chorus_turns_total\`, \`chorus_errors_total{code}\`,
+\`chorus_preemptive_turns_total{outcome}\` and \`chorus_barge_ins_total{outcome}\`. They are
+defined in \`src/metrics.ts\`.
 `;
 }
 

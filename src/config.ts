@@ -125,7 +125,7 @@ const envSchema = z.object({
   VAD_NEG_THRESHOLD: z.preprocess(emptyToUndefined, num(0.01, 0.99).optional()),
   STT_MIN_SPEECH_MS: int(0, 5000).default(250),
   STT_PRE_ROLL_MS: int(0, 2000).default(300),
-  STT_END_SILENCE_MS: int(100, 10_000).default(600),
+  STT_END_SILENCE_MS: int(100, 10_000).default(800),
   STT_END_SILENCE_MS_SHORT: int(100, 10_000).default(300),
   STT_END_SILENCE_MS_LONG: int(100, 10_000).default(1200),
   STT_MAX_UTTERANCE_MS: int(1000, 120_000).default(30_000),

@@ -417,7 +417,7 @@ describe('quicker turns', () => {
     ['a finished sentence ends the turn after the short silence', 'Can you hear me now?', 300],
     ['a trailing conjunction waits for the long silence', 'Can you hear me and', 1200],
     ['trailing off ("...") waits for the long silence', 'Can you hear me...', 1200],
-    ['anything else waits for the normal silence', 'Can you hear me now', 600],
+    ['anything else waits for the normal silence', 'Can you hear me now', 800],
   ];
   for (const [name, text, silence] of cases) {
     test(`${name} (${silence} ms of audio)`, async () => {
@@ -440,7 +440,7 @@ describe('quicker turns', () => {
         const config = loadConfig({ TURN_DETECTOR_MODEL: file }).stt;
         assert.equal(config.turnDetectorModel, file);
         const { transcribe, events } = await listen({}, undefined, { turnDetector: await loadTurnDetector(file) });
-        server.transcription.script(() => ({ text: 'Can you hear me now' })); // the text alone would wait the normal 600 ms
+        server.transcription.script(() => ({ text: 'Can you hear me now' })); // the text alone would wait the normal 800 ms
         feedAll(transcribe, sentence(HEAR, 500, 200).pcm); // speech, then a pause shorter than any end silence
         const verdict = await events.waitFor('turnJudged');
         assert.equal(verdict.complete, probability >= 0.5);
@@ -623,7 +623,7 @@ describe('speech input configuration', () => {
     assert.equal(stt.engine, 'none');
     assert.deepEqual(
       [stt.realtimeIntervalMs, stt.preRollMs, stt.minSpeechMs, stt.endSilenceMs, stt.endSilenceShortMs, stt.endSilenceLongMs, stt.bargeIn, stt.bargeInMinMs, stt.timeoutMs],
-      [500, 300, 250, 600, 300, 1200, true, 250, 10_000],
+      [500, 300, 250, 800, 300, 1200, true, 250, 10_000],
     );
     assert.equal(stt.vadNegThreshold, stt.vadThreshold - 0.15);
   });

@@ -222,7 +222,7 @@ describe('interruptions that can be taken back', () => {
     client.send({ type: 'user_message', data: { text: 'Bob, tell me a story.' } });
     const start = await client.next('audio_stream_start');
     await client.waitFor((f) => f.type === 'audio_chunk' && f.data.chunk_index === 10, 'some of the reply to be sent', 10_000);
-    await say(client, await speaker.say('Oh, hmm.'), { silenceMs: 700 });
+    await say(client, await speaker.say('Oh, hmm.'), { silenceMs: 1000 }); // no words: the normal end silence ends it
     return { client, messageId: start.data.message_id };
   }
 
