@@ -323,6 +323,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   if (profileDir && !profile) notes.push('--profile: the server wrote no CPU profile');
 
   const { engines: enginesResult, database } = await (sideBenches ?? runSideBenches(o, log));
+  // The endpointing analysis (espeak and the VAD, in this process) once the server has stopped, even with --quick.
+  if (o.engines) {
+    log('Endpointing: the bench\'s turns through the VAD …');
+    try {
+      enginesResult.endpointing = await benchEndpointing();
+      enginesResult.endpointing_note = null;
+    } catch (error) {
+      enginesResult.endpointing_note = `failed: ${message(error)}`;
+    }
+  }
 
   const latencyStep = steps[0];
   if (!latencyStep) throw new Error('no step ran');
@@ -391,12 +401,7 @@ async function runSideBenches(o: BenchOptions, log: (line: string) => void): Pro
     } catch (error) {
       enginesResult.silero_vad_note = `failed: ${message(error)}`;
     }
-    try {
-      enginesResult.endpointing = await benchEndpointing();
-      enginesResult.endpointing_note = null;
-    } catch (error) {
-      enginesResult.endpointing_note = `failed: ${message(error)}`;
-    }
+
   }
   const database: BenchResult['database'] = { pglite: null, pglite_note: 'skipped (--db-messages 0)', postgres: null, postgres_note: 'skipped (--db-messages 0)' };
   if (o.dbMessages > 0) {
