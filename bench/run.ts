@@ -46,14 +46,14 @@ const HELP = `npm run bench -- [options]
   --tts-realtime F      pace of the fake TTS: 1 = real time (default), 0.25 = four times as fast
   --tts-ms-per-char N   audio the fake TTS makes per character of text (default 60, about speaking pace)
   --quick               fewer engine and database samples (for a smoke test)
-  --results FILE        where to write the JSON (default bench/results/latest.json)
+  --results FILE        where to write the JSON (default bench/results/latest.json; with --voice-only, bench/results/voice.json)
   --docs DIR            where to write performance.md and latency.svg (default docs)
   --no-docs             do not write docs
   --profile             run the server with --cpu-prof and list its hottest functions
   --db-messages N       messages inserted per database (default 500; 0 skips the database figures)
   --no-engines          skip the espeak / Silero VAD figures and the endpointing analysis
   --voice-utterances N  utterances per kind and pacing of the voice-to-voice figures (default 8; 0 skips them)
-  --voice-only          only the voice-to-voice figures: print them and write them (alone) to --results
+  --voice-only          only the voice-to-voice figures: print them and write them (alone) to --results; no docs
   --from FILE           do not run: print the report of a result file and re-render the docs from it
   --help                this text
 
@@ -93,7 +93,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'tts-realtime': { type: 'string', default: '1' },
       'tts-ms-per-char': { type: 'string', default: '60' },
       quick: { type: 'boolean', default: false },
-      results: { type: 'string', default: join(ROOT, 'bench/results/latest.json') },
+      results: { type: 'string' },
       docs: { type: 'string', default: join(ROOT, 'docs') },
       'no-docs': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
@@ -125,7 +125,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     durationS: duration,
     interruptEvery: int('interrupt-every', values['interrupt-every'], 0, 1000),
     seed: int('seed', values.seed, 0, 2 ** 31),
-    results: resolve(values.results),
+    results: resolve(values.results ?? join(ROOT, values['voice-only'] ? 'bench/results/voice.json' : 'bench/results/latest.json')),
     docs: values['no-docs'] ? undefined : resolve(values.docs),
     profile: values.profile,
     dbMessages: int('db-messages', values['db-messages'], 0, 100_000),
