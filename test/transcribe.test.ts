@@ -626,6 +626,11 @@ describe('speech input configuration', () => {
       [500, 300, 250, 800, 300, 1200, true, 250, 10_000],
     );
     assert.equal(stt.vadNegThreshold, stt.vadThreshold - 0.15);
+    assert.deepEqual(
+      [stt.pauseMs, stt.preemptive, stt.falseInterruptTimeoutMs, stt.turnDetectorModel, stt.turnDetectorThreshold],
+      [100, true, 1500, undefined, 0.5],
+    );
+    assert.equal(loadConfig({ PREEMPTIVE_GENERATION: 'off', FALSE_INTERRUPT_TIMEOUT_MS: '0' }).stt.preemptive, false);
   });
 
   test('the engine follows what is configured when STT_ENGINE is not set', () => {
@@ -647,6 +652,8 @@ describe('speech input configuration', () => {
     };
     assert.match(problems({ STT_END_SILENCE_MS_SHORT: '900' }), /STT_END_SILENCE_MS_SHORT=900/);
     assert.match(problems({ STT_END_SILENCE_MS_LONG: '400' }), /STT_END_SILENCE_MS_LONG=400/);
+    assert.match(problems({ STT_PAUSE_MS: '300' }), /STT_PAUSE_MS=300: must be below STT_END_SILENCE_MS_SHORT \(300\)/);
+    assert.match(problems({ TURN_DETECTOR_THRESHOLD: '1.5' }), /TURN_DETECTOR_THRESHOLD/);
     assert.match(problems({ VAD_THRESHOLD: '0.3', VAD_NEG_THRESHOLD: '0.6' }), /VAD_NEG_THRESHOLD=0.6/);
     assert.match(problems({ STT_ENGINE: 'vosk' }), /STT_ENGINE/);
   });
