@@ -3,10 +3,12 @@
 // written by hand from the numbers).
 import type { LatencyFigures } from './analyze.ts';
 import type { DbFigures } from './db.ts';
+import { type EndpointingFigures, endpointingText } from './endpointing.ts';
 import type { EspeakFigures, VadFigures } from './engines.ts';
 import type { ProfileSummary } from './profile.ts';
 import type { StepLoad } from './step.ts';
 import type { Summary } from './stats.ts';
+import type { VoiceFigures, VoiceRun } from './voice.ts';
 
 export interface LoadFigures extends Omit<StepLoad, 'rss_before_mb' | 'window_s'> {
   sessions: number;
@@ -61,9 +63,18 @@ export interface BenchResult {
   /** At `config.sessions` concurrent sessions. */
   latency: LatencyFigures & { turns: number; interrupts: number; errors: number };
   speech_input: { end_of_speech_to_final_ms: Summary | null; overhead_ms: Summary | null; note: string | null };
+  /** Voice to voice (bench/voice.ts); null when skipped (--voice-utterances 0), absent in results written before it existed. */
+  voice?: VoiceFigures | null;
   load: LoadFigures[];
   steps: StepReport[];
-  engines: { espeak: EspeakFigures | null; espeak_note: string | null; silero_vad: VadFigures | null; silero_vad_note: string | null };
+  engines: {
+    espeak: EspeakFigures | null;
+    espeak_note: string | null;
+    silero_vad: VadFigures | null;
+    silero_vad_note: string | null;
+    endpointing?: EndpointingFigures | null;
+    endpointing_note?: string | null;
+  };
   database: { pglite: DbFigures | null; pglite_note: string | null; postgres: DbFigures | null; postgres_note: string | null };
   /** With --profile: where the server's main thread spent its time in each step. */
   profile: Array<ProfileSummary & { sessions: number }> | null;
@@ -77,8 +88,19 @@ export interface BenchResult {
 const LATENCY_AT = 50;
 const LOAD_AT = 200;
 
-export function checkTargets(r: Pick<BenchResult, 'latency' | 'load' | 'config'>): Target[] {
-  const targets: Target[] = [];
+/** The voice-to-voice goal: p50 ≤ 600 ms for a sentence-ending utterance at real-time pace, and nothing extra sent. */
+export function voiceTargets(voice: VoiceFigures | null | undefined): Target[] {
+  if (!voice) return [];
+  const run = voice.runs.find((r) => r.pacing === 'realtime' && r.kind === 'sentence');
+  const value = run?.voice_to_voice_ms.p50 ?? null;
+  return [
+    { name: 'voice_to_voice_ms p50 ≤ 600 (sentence, real time)', figure: 'voice.runs[realtime,sentence].voice_to_voice_ms.p50', value, limit: 600, sessions: 1, specified_at: 1, pass: value !== null && value <= 600 },
+    { name: 'voice turns without problems (nothing extra reaching the client)', figure: 'voice.problems', value: voice.problems.length, limit: 0, sessions: 1, specified_at: 1, pass: voice.problems.length === 0 },
+  ];
+}
+
+export function checkTargets(r: Pick<BenchResult, 'latency' | 'load' | 'config' | 'voice'>): Target[] {
+  const targets: Target[] = [...voiceTargets(r.voice)];
   const at = r.config.sessions;
   const add = (name: string, figure: string, value: number | null, limit: number, sessions: number, specifiedAt: number) =>
     targets.push({ name, figure, value, limit, sessions, specified_at: specifiedAt, pass: value !== null && value <= limit });
@@ -203,6 +225,41 @@ function table(head: string[], rows: string[][], markdown: boolean, right: boole
   return [line(head), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
+const VOICE_COLUMNS: Array<[keyof VoiceRun, string]> = [
+  ['voice_to_voice_ms', 'voice to voice'],
+  ['endpointing_ms', 'endpointing'],
+  ['stt_ms', 'STT'],
+  ['llm_first_token_ms', 'LLM first token'],
+  ['first_fragment_ms', 'first fragment'],
+  ['tts_first_byte_ms', 'TTS first byte'],
+  ['llm_lead_ms', 'LLM lead'],
+  ['engine_path_ms', 'engine path'],
+  ['server_overhead_ms', 'server overhead'],
+];
+
+/** The voice-to-voice table (p50 ms per figure), with the preemptive counts. */
+export function voiceText(v: VoiceFigures, markdown: boolean): string {
+  if (v.note) return `voice to voice: – (${v.note})`;
+  const rows = v.runs.map((run) => [
+    run.pacing,
+    run.kind,
+    String(run.utterances),
+    ...VOICE_COLUMNS.map(([key]) => fmt((run[key] as Summary).p50, 1)),
+    `${run.preemptive} / ${run.utterances}`,
+    fmt(run.wasted_llm_requests_per_utterance, 2),
+  ]);
+  const head = ['speech', 'utterance', 'n', ...VOICE_COLUMNS.map(([, label]) => `${label} p50`), 'preemptive', 'wasted LLM req. / utt.'];
+  const l = v.latencies;
+  const lines = [
+    `Voice to voice (ms, p50; engines: STT ${l.stt_ms}, LLM first token ${l.llm_first_token_ms} then ${l.llm_token_ms} a token, TTS first byte ${l.tts_first_byte_ms}):`,
+    '',
+    table(head, rows, markdown, head.map((_, i) => i >= 2)),
+  ];
+  if (v.preemptive) lines.push('', `Preemptive replies (chorus_preemptive_turns_total over the step): ${v.preemptive.started} started, ${v.preemptive.committed} committed, ${v.preemptive.cancelled} cancelled.`);
+  for (const p of v.problems.slice(0, 10)) lines.push(`problem: ${p}`);
+  return lines.join('\n');
+}
+
 export function consoleReport(r: BenchResult): string {
   const out: string[] = [];
   out.push(`\nLatency added by the server at ${r.config.sessions} concurrent sessions (ms; the engines' own latency excluded):\n`);
@@ -214,6 +271,8 @@ export function consoleReport(r: BenchResult): string {
   out.push('\nEngines and database on this machine:\n');
   out.push(enginesText(r).join('\n'));
   if (r.speech_input.note) out.push(`speech input: ${r.speech_input.note}`);
+  if (r.voice) out.push(`\n${voiceText(r.voice, false)}`);
+  if (r.engines.endpointing) out.push(`\nEndpointing on the bench's turns:\n\n${endpointingText(r.engines.endpointing)}`);
   for (const p of r.profile ?? []) out.push(profileText(p, false));
   out.push('\nTargets:\n');
   out.push(targetTable(r.targets, false));
@@ -311,6 +370,18 @@ export function resultsMarkdown(r: BenchResult, svgName: string): string {
   lines.push('');
   for (const l of enginesText(r)) lines.push(`- ${l}`);
   lines.push(`- Speech input: ${r.speech_input.end_of_speech_to_final_ms ? `end of speech → stt_final p50 ${fmt(r.speech_input.end_of_speech_to_final_ms.p50, 1)} ms, overhead p50 ${fmt(r.speech_input.overhead_ms?.p50, 1)} ms` : `– (${r.speech_input.note ?? 'not measured'})`}`);
+  if (r.voice) {
+    lines.push('');
+    lines.push('### Voice to voice');
+    lines.push('');
+    lines.push(voiceText(r.voice, true));
+  }
+  if (r.engines.endpointing) {
+    lines.push('');
+    lines.push("### Endpointing on the bench's turns");
+    lines.push('');
+    lines.push(endpointingText(r.engines.endpointing));
+  }
   lines.push('');
   lines.push('### Targets');
   lines.push('');
@@ -374,8 +445,8 @@ it and checks the shape of its JSON.
   to \`bench/results/server.log\`.
 - After one warm-up turn, one session measures speech input: it streams espeak speech at
   16 kHz in real time, each utterance followed by silence, and times the last speech sample
-  sent → \`stt_final\` (\`STT_END_SILENCE_MS\` is set to 600 ms; the transcription server
-  answers after 100 ms).
+  sent → \`stt_final\` (the server's default end silences; the transcription server answers
+  after 100 ms). Then voice to voice (\`bench/voice.ts\`), with the engines at its own latencies.
 - The LLM answers after 300 ms, then one word every 20–30 ms, 1–3 sentences, some replies
   opening with a short clause the server speaks early. The speech server answers after 150 ms
   and then streams PCM in 20 ms chunks at real-time pace (24 kHz).
@@ -405,7 +476,8 @@ it and checks the shape of its JSON.
 | \`sentence_gap_ms\` | the silence the listener hears between two sentences of a reply that was not interrupted: the client plays frames back to back from their arrival, so it is how long after the previous sentence's audio has played out the next sentence's first frame arrives (0 when it arrived in time). Without synthesis ahead (\`TTS_LOOKAHEAD=0\`) it is about the TTS time to first byte with a real-time-paced TTS; with it, the next sentence is ready before the current one ends | 0 |
 | \`event_loop_delay_ms\` | how late a timer due every 10 ms fires inside the server (\`chorus_event_loop_delay_seconds\` of \`/metrics\`, between two scrapes; p50/p99 interpolated in its buckets; max from prom-client's monitor) | 0 |
 | \`rss_mb\`, \`rss_per_session_mb\` | the server's peak resident memory during the step (\`/proc/<pid>/status\`), and (peak − idle) ÷ sessions; idle is measured after one warm-up turn and a full GC, with no session open | – |
-| \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (600 ms) and the transcription server's own answer time | 0 (overhead) |
+| \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (its default for the transcript's ending) and the transcription server's own answer time | 0 (overhead) |
+| \`voice_to_voice_ms\` and its breakdown | last speech sample sent → first binary frame of the reply received, per kind of utterance and pacing (\`bench/voice.ts\`) | engine path |
 | server's own view | the server's \`/metrics\` over each step: \`chorus_llm_first_token_seconds\`, \`chorus_tts_first_byte_seconds\`, \`chorus_first_audio_seconds\` (user message received → first frame sent), \`chorus_interrupt_seconds\`, \`chorus_turns_total\`, \`chorus_errors_total\`, \`chorus_open_sessions\`; quantiles interpolated in the histogram buckets, so coarse | – |
 | CPU s / turn, CPU | the server's user + system CPU time over the step ÷ turns, and ÷ wall time | – |
 | bench loop p99, bench CPU | the same timer lateness in the bench process, and its CPU use: its own load delays the "received" stamps, so a high value here inflates every overhead above | 0 |
@@ -421,8 +493,9 @@ it and checks the shape of its JSON.
 \`nodejs_eventloop_lag_*\`) and Chorus's own: histograms \`chorus_llm_first_token_seconds\`,
 \`chorus_tts_first_byte_seconds\`, \`chorus_stt_latency_seconds\`, \`chorus_first_audio_seconds\`,
 \`chorus_interrupt_seconds\`, \`chorus_event_loop_delay_seconds\`; gauge \`chorus_open_sessions\`;
-counters \`chorus_turns_total\` and \`chorus_errors_total{code}\`. They are defined in
-\`src/metrics.ts\`.
+counters \`chorus_turns_total\`, \`chorus_errors_total{code}\`,
+\`chorus_preemptive_turns_total{outcome}\` and \`chorus_barge_ins_total{outcome}\`. They are
+defined in \`src/metrics.ts\`.
 `;
 }
 

@@ -17,6 +17,8 @@ import {
   type BenchResult,
   checkTargets,
   consoleReport,
+  voiceTargets,
+  voiceText,
   latencySvg,
   type LoadFigures,
   resultsMarkdown,
@@ -25,7 +27,9 @@ import {
 } from './report.ts';
 import { newestProfile, summarizeProfile } from './profile.ts';
 import { startServer } from './server.ts';
-import { benchSpeechInput, TRAILING_SILENCE_MS } from './speech-input.ts';
+import { benchSpeechInput } from './speech-input.ts';
+import { benchEndpointing } from './endpointing.ts';
+import { benchVoice, type VoiceFigures } from './voice.ts';
 import { runStep, Tracker } from './step.ts';
 import { planTurn } from './replies.ts';
 import { prng } from './stats.ts';
@@ -42,12 +46,14 @@ const HELP = `npm run bench -- [options]
   --tts-realtime F      pace of the fake TTS: 1 = real time (default), 0.25 = four times as fast
   --tts-ms-per-char N   audio the fake TTS makes per character of text (default 60, about speaking pace)
   --quick               fewer engine and database samples (for a smoke test)
-  --results FILE        where to write the JSON (default bench/results/latest.json)
+  --results FILE        where to write the JSON (default bench/results/latest.json; with --voice-only, bench/results/voice.json)
   --docs DIR            where to write performance.md and latency.svg (default docs)
   --no-docs             do not write docs
   --profile             run the server with --cpu-prof and list its hottest functions
   --db-messages N       messages inserted per database (default 500; 0 skips the database figures)
-  --no-engines          skip the espeak / Silero VAD figures
+  --no-engines          skip the espeak / Silero VAD figures and the endpointing analysis
+  --voice-utterances N  utterances per kind and pacing of the voice-to-voice figures (default 8; 0 skips them)
+  --voice-only          only the voice-to-voice figures: print them and write them (alone) to --results; no docs
   --from FILE           do not run: print the report of a result file and re-render the docs from it
   --help                this text
 
@@ -68,6 +74,8 @@ export interface BenchOptions {
   ttsRealtime: number;
   ttsMsPerChar: number;
   quick: boolean;
+  voiceUtterances: number;
+  voiceOnly: boolean;
   /** Re-render from this result file instead of running. */
   from: string | undefined;
   log: (line: string) => void;
@@ -85,12 +93,14 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'tts-realtime': { type: 'string', default: '1' },
       'tts-ms-per-char': { type: 'string', default: '60' },
       quick: { type: 'boolean', default: false },
-      results: { type: 'string', default: join(ROOT, 'bench/results/latest.json') },
+      results: { type: 'string' },
       docs: { type: 'string', default: join(ROOT, 'docs') },
       'no-docs': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'db-messages': { type: 'string', default: '500' },
       'no-engines': { type: 'boolean', default: false },
+      'voice-utterances': { type: 'string', default: '8' },
+      'voice-only': { type: 'boolean', default: false },
       from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -115,7 +125,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     durationS: duration,
     interruptEvery: int('interrupt-every', values['interrupt-every'], 0, 1000),
     seed: int('seed', values.seed, 0, 2 ** 31),
-    results: resolve(values.results),
+    results: resolve(values.results ?? join(ROOT, values['voice-only'] ? 'bench/results/voice.json' : 'bench/results/latest.json')),
     docs: values['no-docs'] ? undefined : resolve(values.docs),
     profile: values.profile,
     dbMessages: int('db-messages', values['db-messages'], 0, 100_000),
@@ -123,6 +133,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     ttsRealtime: realtime,
     ttsMsPerChar: int('tts-ms-per-char', values['tts-ms-per-char'], 1, 1000),
     quick: values.quick,
+    voiceUtterances: int('voice-utterances', values['voice-utterances'], 0, 100),
+    voiceOnly: values['voice-only'],
     from: values.from === undefined ? undefined : resolve(values.from),
     log: (line) => console.log(line),
   };
@@ -132,6 +144,53 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
 const LLM = { firstTokenDelayMs: 300, tokenDelayMs: [20, 30] as [number, number] };
 const TTS = { firstByteDelayMs: 150, chunkMs: 20, sampleRate: 24_000 };
 
+/** The loopback engine server every part of the bench talks to. */
+const startEngines = (o: Pick<BenchOptions, 'ttsMsPerChar' | 'ttsRealtime'>) =>
+  startEngineServer({
+    model: 'bench-model',
+    chat: { firstTokenDelayMs: LLM.firstTokenDelayMs, tokenDelayMs: LLM.tokenDelayMs[0] },
+    speech: { ...TTS, msPerChar: o.ttsMsPerChar, realtimeFactor: o.ttsRealtime },
+    transcription: { text: 'Mira, what do you see out there?', delayMs: 100 },
+  });
+
+/** The server's environment: the loopback engines for LLM, TTS and STT, speech input at its defaults. */
+function serverEnv(engineUrl: string, dataDir: string, databaseUrl: string | undefined): Record<string, string> {
+  return {
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
+    LLM_BASE_URL: engineUrl,
+    LLM_API_KEY: 'bench',
+    LLM_MODEL: 'bench-model',
+    TTS_ENGINE: 'openai',
+    TTS_BASE_URL: engineUrl,
+    TTS_SAMPLE_RATE: String(TTS.sampleRate),
+    STT_ENGINE: 'openai',
+    STT_BASE_URL: engineUrl,
+    // Load, not the limits, is what is measured: up to 500 sessions, turns as fast as replies end.
+    MAX_SESSIONS: '1000',
+    RATE_LIMIT_TURNS: '1000',
+    LOG_LEVEL: 'warn',
+    SEED_STARTER_CAST: 'true',
+    WEB_DIR: join(dataDir, 'no-web-client'),
+  };
+}
+
+/** --voice-only: the server, the voice-to-voice figures, nothing else. */
+export async function runVoiceOnly(o: BenchOptions): Promise<VoiceFigures> {
+  const engines = await startEngines(o);
+  const dataDir = await mkdtemp(join(tmpdir(), 'chorus-bench-'));
+  await mkdir(dirname(o.results), { recursive: true });
+  const server = await startServer({ root: ROOT, env: serverEnv(engines.baseUrl, dataDir, process.env.DATABASE_URL), logFile: join(dirname(o.results), 'server.log') });
+  try {
+    await speakThroughDefaultEngine(server.httpUrl);
+    await onlyTheNamedAnswer(server.httpUrl);
+    return await benchVoice({ server, engines, utterances: Math.max(1, o.voiceUtterances), log: o.log });
+  } finally {
+    await server.stop();
+    await engines.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const started = Date.now();
   const notes: string[] = [];
@@ -139,12 +198,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s`;
   await mkdir(dirname(o.results), { recursive: true });
 
-  const engines = await startEngineServer({
-    model: 'bench-model',
-    chat: { firstTokenDelayMs: LLM.firstTokenDelayMs, tokenDelayMs: LLM.tokenDelayMs[0] },
-    speech: { ...TTS, msPerChar: o.ttsMsPerChar, realtimeFactor: o.ttsRealtime },
-    transcription: { text: 'Mira, what do you see out there?', delayMs: 100 },
-  });
+  const engines = await startEngines(o);
   const tracker = new Tracker({ sampleRate: TTS.sampleRate, msPerChar: o.ttsMsPerChar });
   const installScripts = () => {
     engines.chat.script((request) => tracker.chatReply(request));
@@ -159,26 +213,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     await mkdir(profileDir, { recursive: true });
   }
   const databaseUrl = process.env.DATABASE_URL;
-  const env: Record<string, string> = {
-    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
-    LLM_BASE_URL: engines.baseUrl,
-    LLM_API_KEY: 'bench',
-    LLM_MODEL: 'bench-model',
-    TTS_ENGINE: 'openai',
-    TTS_BASE_URL: engines.baseUrl,
-    TTS_SAMPLE_RATE: String(TTS.sampleRate),
-    STT_ENGINE: 'openai',
-    STT_BASE_URL: engines.baseUrl,
-    STT_END_SILENCE_MS: String(TRAILING_SILENCE_MS),
-    STT_END_SILENCE_MS_SHORT: String(TRAILING_SILENCE_MS),
-    STT_END_SILENCE_MS_LONG: String(TRAILING_SILENCE_MS),
-    // Load, not the limits, is what is measured: up to 500 sessions, turns as fast as replies end.
-    MAX_SESSIONS: '1000',
-    RATE_LIMIT_TURNS: '1000',
-    LOG_LEVEL: 'warn',
-    SEED_STARTER_CAST: 'true',
-    WEB_DIR: join(dataDir, 'no-web-client'),
-  };
+  const env = serverEnv(engines.baseUrl, dataDir, databaseUrl);
   // A smoke test (--quick) measures the engines and databases while the server starts, to save
   // time; a real run measures them after the server has stopped, on a machine otherwise idle.
   const sideBenches = o.quick ? runSideBenches(o, log) : undefined;
@@ -190,6 +225,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const windows: Array<[bigint, bigint]> = [];
   const load: LoadFigures[] = [];
   let speechInput: BenchResult['speech_input'] = { end_of_speech_to_final_ms: null, overhead_ms: null, note: 'not measured' };
+  let voice: VoiceFigures | null = null;
   let rssIdle = 0;
   try {
     // The starter cast's voices name the espeak engine, which is always live beside the bench's
@@ -213,6 +249,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
 
     // Speech input, when the server has it.
     speechInput = await benchSpeechInput({ server, engines, log, quick: o.quick });
+    // Voice to voice, with the engines at its own latencies (bench/voice.ts).
+    if (o.voiceUtterances > 0) voice = await benchVoice({ server, engines, utterances: o.quick ? 1 : o.voiceUtterances, log });
 
     let tag = 1000;
     const stepSizes = [o.sessions, ...o.loadSessions.filter((n) => n !== o.sessions)];
@@ -285,6 +323,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   if (profileDir && !profile) notes.push('--profile: the server wrote no CPU profile');
 
   const { engines: enginesResult, database } = await (sideBenches ?? runSideBenches(o, log));
+  // The endpointing analysis (espeak and the VAD, in this process) once the server has stopped, even with --quick.
+  if (o.engines) {
+    log('Endpointing: the bench\'s turns through the VAD …');
+    try {
+      enginesResult.endpointing = await benchEndpointing();
+      enginesResult.endpointing_note = null;
+    } catch (error) {
+      enginesResult.endpointing_note = `failed: ${message(error)}`;
+    }
+  }
 
   const latencyStep = steps[0];
   if (!latencyStep) throw new Error('no step ran');
@@ -311,6 +359,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     },
     latency: { ...latencyStep.figures, turns: latencyStep.turns, interrupts: latencyStep.interrupts, errors: latencyStep.errors },
     speech_input: speechInput,
+    voice,
     load,
     steps,
     engines: enginesResult,
@@ -329,7 +378,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
 
 /** espeak, Silero VAD and the databases, in this process. */
 async function runSideBenches(o: BenchOptions, log: (line: string) => void): Promise<Pick<BenchResult, 'engines' | 'database'>> {
-  const enginesResult: BenchResult['engines'] = { espeak: null, espeak_note: 'skipped (--no-engines)', silero_vad: null, silero_vad_note: 'skipped (--no-engines)' };
+  const enginesResult: BenchResult['engines'] = {
+    espeak: null,
+    espeak_note: 'skipped (--no-engines)',
+    silero_vad: null,
+    silero_vad_note: 'skipped (--no-engines)',
+    endpointing: null,
+    endpointing_note: 'skipped (--no-engines)',
+  };
   if (o.engines) {
     log('\nEngines: espeak-ng, Silero VAD …');
     try {
@@ -345,6 +401,7 @@ async function runSideBenches(o: BenchOptions, log: (line: string) => void): Pro
     } catch (error) {
       enginesResult.silero_vad_note = `failed: ${message(error)}`;
     }
+
   }
   const database: BenchResult['database'] = { pglite: null, pglite_note: 'skipped (--db-messages 0)', postgres: null, postgres_note: 'skipped (--db-messages 0)' };
   if (o.dbMessages > 0) {
@@ -397,6 +454,12 @@ async function main(): Promise<number> {
   if (options === 'help') {
     console.log(HELP);
     return 0;
+  }
+  if (options.voiceOnly) {
+    const voice = await runVoiceOnly(options);
+    await writeFile(options.results, `${JSON.stringify({ generated_at: new Date().toISOString(), voice }, null, 2)}\n`);
+    console.log(`\n${voiceText(voice, false)}\nWrote ${options.results}.`);
+    return voiceTargets(voice).every((t) => t.pass) ? 0 : 1;
   }
   const result = options.from ? (JSON.parse(await readFile(options.from, 'utf8')) as BenchResult) : await runBench(options);
   await writeOutputs(result, { ...options, results: options.from ?? options.results });

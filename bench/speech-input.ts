@@ -1,17 +1,20 @@
 // Speech input, when the server has it (STT_ENGINE=openai against the loopback transcription
 // endpoint): a session starts listening and streams real speech (espeak, resampled to 16 kHz)
 // in 20 ms frames at real-time pace, each utterance followed by silence. Measured: the last
-// speech sample sent → stt_final received, and that less the configured trailing silence and the
+// speech sample sent → stt_final received, and that less the trailing silence the server waits
+// for (its default end silences, chosen by the transcript's ending as the server does) and the
 // transcription server's own latency (what the server adds). Without speech input on the
 // server, the figures are null and the note says why.
 import { WebSocket } from 'ws';
+import { loadConfig } from '../src/config.ts';
+import { endSilenceFor } from '../src/transcribe/transcript.ts';
 import type { EngineServer } from '../test/support/engine-server.ts';
 import { Speaker, track } from '../test/support/speech-audio.ts';
 import type { ServerProcess } from './server.ts';
 import { summarize, type Summary } from './stats.ts';
 
-/** The trailing silence the bench server is configured with (STT_END_SILENCE_MS, and its short and long variants). */
-export const TRAILING_SILENCE_MS = 600;
+/** The server's end silences (the bench leaves them at their defaults). */
+const SILENCES = loadConfig({}).stt;
 
 const UTTERANCES = ['Mira, what do you see out there?', 'Tell me about the engine room.', 'Harlan, does any of this add up?', 'Pip, can you build it?'];
 const FRAME_MS = 20;
@@ -74,7 +77,7 @@ export async function benchSpeechInput(o: { server: ServerProcess; engines: Engi
     const overhead: number[] = [];
     for (const text of o.quick ? UTTERANCES.slice(0, 1) : UTTERANCES) {
       const clip = await speaker.say(text);
-      const audio = track({ silenceMs: 400 }, clip, { silenceMs: TRAILING_SILENCE_MS + 900 });
+      const audio = track({ silenceMs: 400 }, clip, { silenceMs: SILENCES.endSilenceLongMs + 900 });
       const speechEndSample = 400 * 16 + clip.pcm.length;
       from = frames.length;
       const requestsBefore = o.engines.transcription.requests.length;
@@ -99,7 +102,7 @@ export async function benchSpeechInput(o: { server: ServerProcess; engines: Engi
         .pop();
       const sttMs = request?.sent[0] ? Number(request.sent[0].at - request.receivedAt) / 1e6 : 0;
       raw.push(total);
-      overhead.push(total - TRAILING_SILENCE_MS - sttMs);
+      overhead.push(total - endSilenceFor(final.frame.text, SILENCES) - sttMs);
       // A reply may have started from the transcript: cut it so the next utterance starts clean.
       const before = frames.length;
       ws.send(JSON.stringify({ type: 'interrupt' }));

@@ -126,12 +126,21 @@ const envSchema = z.object({
   VAD_NEG_THRESHOLD: z.preprocess(emptyToUndefined, num(0.01, 0.99).optional()),
   STT_MIN_SPEECH_MS: int(0, 5000).default(250),
   STT_PRE_ROLL_MS: int(0, 2000).default(300),
-  STT_END_SILENCE_MS: int(100, 10_000).default(600),
+  STT_END_SILENCE_MS: int(100, 10_000).default(800),
   STT_END_SILENCE_MS_SHORT: int(100, 10_000).default(300),
   STT_END_SILENCE_MS_LONG: int(100, 10_000).default(1200),
   STT_MAX_UTTERANCE_MS: int(1000, 120_000).default(30_000),
   BARGE_IN: bool.default(true),
   BARGE_IN_MIN_MS: int(0, 5000).default(250),
+  // A barge-in pauses the reply; with no words within this long after the user stops, it resumes (0: it interrupts at once).
+  FALSE_INTERRUPT_TIMEOUT_MS: int(0, 60_000).default(1500),
+  // Silence after which a preemptive reply may start on the transcript made when the user stopped.
+  STT_PAUSE_MS: int(0, 5000).default(100),
+  // A reply starts on that transcript before the end of the turn is decided; it is sent only once the final transcript confirms it.
+  PREEMPTIVE_GENERATION: bool.default(true),
+  // A user-supplied ONNX end-of-turn classifier (docs/configuration.md); unset: the transcript's punctuation decides.
+  TURN_DETECTOR_MODEL: z.preprocess(emptyToUndefined, z.string().optional()),
+  TURN_DETECTOR_THRESHOLD: num(0, 1).default(0.5),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -220,6 +229,16 @@ export interface Config {
     maxUtteranceMs: number;
     bargeIn: boolean;
     bargeInMinMs: number;
+    /** How long after the user stops a paused reply waits for words before it resumes; 0 = barge-in interrupts at once. */
+    falseInterruptTimeoutMs: number;
+    /** Silence after which a preemptive reply may start (on the transcript made when the user stopped). */
+    pauseMs: number;
+    /** Replies start on the paused transcript, held until the final transcript confirms them. */
+    preemptive: boolean;
+    /** An ONNX end-of-turn classifier file (src/transcribe/turn-detector.ts); undefined: the text rules. */
+    turnDetectorModel: string | undefined;
+    /** Its probability at or above which the turn counts as complete. */
+    turnDetectorThreshold: number;
   };
 }
 
@@ -348,6 +367,8 @@ function sttConfig(e: ParsedEnv): Config['stt'] {
     ...(vadNegThreshold > e.VAD_THRESHOLD ? [`VAD_NEG_THRESHOLD=${vadNegThreshold}: must not be above VAD_THRESHOLD (${e.VAD_THRESHOLD})`] : []),
     ...(e.STT_END_SILENCE_MS_SHORT > e.STT_END_SILENCE_MS ? [`STT_END_SILENCE_MS_SHORT=${e.STT_END_SILENCE_MS_SHORT}: must not be above STT_END_SILENCE_MS (${e.STT_END_SILENCE_MS})`] : []),
     ...(e.STT_END_SILENCE_MS_LONG < e.STT_END_SILENCE_MS ? [`STT_END_SILENCE_MS_LONG=${e.STT_END_SILENCE_MS_LONG}: must not be below STT_END_SILENCE_MS (${e.STT_END_SILENCE_MS})`] : []),
+    // A pause as long as the shortest end of turn would be no pause at all: the utterance would end first.
+    ...(e.STT_PAUSE_MS >= e.STT_END_SILENCE_MS_SHORT ? [`STT_PAUSE_MS=${e.STT_PAUSE_MS}: must be below STT_END_SILENCE_MS_SHORT (${e.STT_END_SILENCE_MS_SHORT})`] : []),
   ];
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -369,5 +390,10 @@ function sttConfig(e: ParsedEnv): Config['stt'] {
     maxUtteranceMs: e.STT_MAX_UTTERANCE_MS,
     bargeIn: e.BARGE_IN,
     bargeInMinMs: e.BARGE_IN_MIN_MS,
+    falseInterruptTimeoutMs: e.FALSE_INTERRUPT_TIMEOUT_MS,
+    pauseMs: e.STT_PAUSE_MS,
+    preemptive: e.PREEMPTIVE_GENERATION,
+    turnDetectorModel: e.TURN_DETECTOR_MODEL,
+    turnDetectorThreshold: e.TURN_DETECTOR_THRESHOLD,
   };
 }

@@ -13,6 +13,7 @@ import { ClipStore } from './speech/clip-store.ts';
 import { createTtsEngine } from './speech/tts.ts';
 import { VoiceResolver } from './speech/voices.ts';
 import { createSttEngine } from './transcribe/stt.ts';
+import { loadTurnDetector } from './transcribe/turn-detector.ts';
 import { loadVad } from './transcribe/vad.ts';
 
 async function main(): Promise<void> {
@@ -37,8 +38,9 @@ async function main(): Promise<void> {
   logger.info({ tts: engine?.name ?? 'none', engines: engine?.list().map((e) => e.name) ?? [], output_sample_rate: engine?.sampleRate }, 'speech output');
 
   const sttEngine = await createSttEngine(config.stt);
-  const stt = sttEngine && { engine: sttEngine, vad: await loadVad(), config: config.stt };
-  logger.info({ stt: sttEngine?.name ?? 'none' }, 'speech input');
+  const turnModel = sttEngine ? config.stt.turnDetectorModel : undefined;
+  const stt = sttEngine && { engine: sttEngine, vad: await loadVad(), config: config.stt, turnDetector: turnModel === undefined ? undefined : await loadTurnDetector(turnModel) };
+  logger.info({ stt: sttEngine?.name ?? 'none', turn_detector: turnModel ?? 'none' }, 'speech input');
 
   const sessions = new Set<WebSocketRouter>();
   const app = await buildApp({ config, database, repo, llm, logger, tts, stt, sessions, spool, clips });

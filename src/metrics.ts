@@ -64,6 +64,32 @@ const errorsTotal = new Counter({
   registers: [registry],
 });
 
+const preemptiveTurnsTotal = new Counter({
+  name: 'chorus_preemptive_turns_total',
+  help: 'Replies started on the paused transcript before the end of the turn was decided, by outcome: started; committed (the final transcript confirmed it); cancelled (the user spoke again or said something else: its LLM request was wasted).',
+  labelNames: ['outcome'],
+  registers: [registry],
+});
+const bargeInsTotal = new Counter({
+  name: 'chorus_barge_ins_total',
+  help: 'The user speaking over a reply, by outcome: paused (the reply paused); resumed (no words came in time: a false interruption taken back); interrupted (words came, or an interrupt, while paused).',
+  labelNames: ['outcome'],
+  registers: [registry],
+});
+
+export type PreemptiveOutcome = 'started' | 'committed' | 'cancelled';
+export type BargeInOutcome = 'paused' | 'resumed' | 'interrupted';
+// Every outcome is a series from the start (at 0), so two scrapes always give a difference.
+const series = <T extends string>(counter: Counter, outcomes: readonly T[]) =>
+  new Map(
+    outcomes.map((o) => {
+      counter.inc({ outcome: o }, 0);
+      return [o, counter.labels(o)] as const;
+    }),
+  );
+const preemptiveBy = series(preemptiveTurnsTotal, ['started', 'committed', 'cancelled'] as const);
+const bargeInBy = series(bargeInsTotal, ['paused', 'resumed', 'interrupted'] as const);
+
 /** Children of the error counter by code, so metrics.error() does no label hashing after the first call. */
 const errorsByCode = new Map<string, Counter.Internal>();
 
@@ -114,6 +140,14 @@ export const metrics = {
   },
   turnStarted(): void {
     turnsTotal.inc();
+  },
+  /** A preemptive reply started, was confirmed, or was cancelled. */
+  preemptive(outcome: PreemptiveOutcome): void {
+    preemptiveBy.get(outcome)?.inc();
+  },
+  /** A barge-in paused a reply, which then resumed or was interrupted. */
+  bargeIn(outcome: BargeInOutcome): void {
+    bargeInBy.get(outcome)?.inc();
   },
   /** An `error` sent to a client (its code), or `db_error` for a failed CRUD request. */
   error(code: string): void {

@@ -573,6 +573,10 @@ export const serverMessageSchemas = {
   ),
   audio_stream_stop: withData('audio_stream_stop', z.object({ ...streamIds, interrupted: z.boolean().optional() })),
   interrupt_ack: msg('interrupt_ack', {}),
+  /** The user spoke over the reply: playback pauses where it stands (nothing more is sent) until audio_resumed, or an interrupt cuts it. */
+  audio_paused: msg('audio_paused', {}),
+  /** Nothing was said after all (a false interruption): playback goes on from where it paused, and the rest of the audio follows. */
+  audio_resumed: msg('audio_resumed', {}),
   /** A user message was taken: the id it is stored under (for edit_message / delete_message), and the persona name it is stored with. */
   user_message_accepted: withData('user_message_accepted', z.object({ message_id: z.string(), text: z.string(), name: z.string() })),
   /** An interrupted reply keeps only what was heard: `text` is the stored text, a prefix of what was streamed. */

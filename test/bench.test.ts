@@ -149,6 +149,25 @@ test('steps, engines, database, speech input, targets and machine are all there'
   const si = r.speech_input as { end_of_speech_to_final_ms: unknown; note: unknown };
   assert.ok(si.end_of_speech_to_final_ms !== null || typeof si.note === 'string', 'speech input: figures, or a note saying why not');
 
+  // Voice to voice: four runs (real time and burst × sentence and trailing), each a summary per figure.
+  check(r, 'voice', 'object?');
+  const voice = r.voice as { runs: Array<Record<string, unknown>>; problems: unknown[]; note: unknown } | null;
+  if (voice && voice.note === null) {
+    assert.deepEqual(voice.runs.map((run) => `${run.pacing} ${run.kind}`), ['realtime sentence', 'realtime trailing', 'burst sentence', 'burst trailing']);
+    for (const run of voice.runs) {
+      for (const key of ['voice_to_voice_ms', 'endpointing_ms', 'stt_ms', 'llm_first_token_ms', 'first_fragment_ms', 'tts_first_byte_ms', 'engine_path_ms', 'server_overhead_ms']) check(run, key, 'summary', 1);
+      for (const key of ['utterances', 'preemptive', 'wasted_llm_requests_per_utterance']) check(run, key, 'number');
+    }
+    assert.ok(Array.isArray(voice.problems));
+    assert.ok((r.targets as Array<{ figure: string }>).some((t) => t.figure.startsWith('voice.')), 'the voice-to-voice goal is a target');
+  } else check(r, 'voice.note', 'string?');
+  check(r, 'engines.endpointing', 'object?');
+  const endpointing = (r.engines as { endpointing?: { rows: Array<Record<string, unknown>> } | null }).endpointing;
+  if (endpointing) {
+    assert.ok(endpointing.rows.length > 0);
+    for (const row of endpointing.rows) for (const key of ['silence_ms', 'pauses', 'cut_offs', 'ends', 'too_long']) check(row, key, 'number');
+  }
+
   check(r, 'engines.espeak', 'object?');
   if ((r.engines as { espeak: unknown }).espeak !== null) {
     check(r, 'engines.espeak.rtf', 'summary');

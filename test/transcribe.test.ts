@@ -12,7 +12,9 @@ import type { SttEngine } from '../src/transcribe/engine.ts';
 import { createSttEngine, SPEECH_INPUT_NOT_CONFIGURED } from '../src/transcribe/stt.ts';
 import { MAX_FRAME_BYTES, Transcribe, type TranscribeEvents, type UtteranceInfo } from '../src/transcribe/transcribe.ts';
 import { commonWordPrefix, endSilenceFor } from '../src/transcribe/transcript.ts';
+import { loadTurnDetector, type TurnDetector } from '../src/transcribe/turn-detector.ts';
 import { loadVad, VAD_WINDOW, type VadModel } from '../src/transcribe/vad.ts';
+import { constantTurnModel } from './support/onnx.ts';
 import { type EngineServer, msBetween, type RecordedTranscriptionRequest, startEngineServer } from './support/engine-server.ts';
 import { frames, frameSizes, loudest, msToSamples, samplesToMs, Speaker, type SpeechClip, type Track, track } from './support/speech-audio.ts';
 
@@ -50,7 +52,10 @@ type Event =
   | { type: 'final'; text: string }
   | { type: 'speechStart' }
   | { type: 'error'; code: 'stt_error' | 'bad_audio'; message: string }
-  | { type: 'utterance'; info: UtteranceInfo };
+  | { type: 'utterance'; info: UtteranceInfo }
+  | { type: 'preemptive'; text: string }
+  | { type: 'preemptiveCancelled' }
+  | { type: 'turnJudged'; complete: boolean };
 type Of<T extends Event['type']> = Extract<Event, { type: T }>;
 
 class Recorder implements TranscribeEvents {
@@ -77,6 +82,9 @@ class Recorder implements TranscribeEvents {
   }
   utterance(info: UtteranceInfo) {
     this.push({ type: 'utterance', info });
+  }
+  turnJudged(complete: boolean) {
+    this.push({ type: 'turnJudged', complete });
   }
 
   of<T extends Event['type']>(type: T): Array<Of<T>> {
@@ -117,16 +125,26 @@ class Recorder implements TranscribeEvents {
     return (e) => this.log.indexOf(e) > this.log.indexOf(event);
   }
 
-  private push(event: Event): void {
+  protected push(event: Event): void {
     this.log.push(event);
     for (const waiter of [...this.waiters]) waiter();
   }
 }
 
-async function listen(env: Record<string, string> = {}, engine?: SttEngine) {
+/** A listener of preemptive transcripts: Transcribe transcribes each pause for it. */
+class PreemptiveRecorder extends Recorder {
+  preemptive(text: string) {
+    this.push({ type: 'preemptive', text });
+  }
+  preemptiveCancelled() {
+    this.push({ type: 'preemptiveCancelled' });
+  }
+}
+
+async function listen(env: Record<string, string> = {}, engine?: SttEngine, opts: { events?: Recorder; turnDetector?: TurnDetector } = {}) {
   const config = loadConfig({ STT_ENGINE: 'openai', STT_BASE_URL: server.baseUrl, STT_MODEL: 'test-model', STT_REALTIME_INTERVAL_MS: '0', ...env }).stt;
-  const events = new Recorder();
-  const transcribe = new Transcribe({ engine: engine ?? ((await createSttEngine(config)) as SttEngine), vad, config, events });
+  const events = opts.events ?? new Recorder();
+  const transcribe = new Transcribe({ engine: engine ?? ((await createSttEngine(config)) as SttEngine), vad, config, events, turnDetector: opts.turnDetector });
   sessions.push(transcribe);
   transcribe.startListening();
   return { transcribe, events, config };
@@ -399,7 +417,7 @@ describe('quicker turns', () => {
     ['a finished sentence ends the turn after the short silence', 'Can you hear me now?', 300],
     ['a trailing conjunction waits for the long silence', 'Can you hear me and', 1200],
     ['trailing off ("...") waits for the long silence', 'Can you hear me...', 1200],
-    ['anything else waits for the normal silence', 'Can you hear me now', 600],
+    ['anything else waits for the normal silence', 'Can you hear me now', 800],
   ];
   for (const [name, text, silence] of cases) {
     test(`${name} (${silence} ms of audio)`, async () => {
@@ -409,6 +427,35 @@ describe('quicker turns', () => {
       assert.ok(heard >= silence && heard < silence + WINDOW_MS, `ended after ${heard} ms of silence`);
     });
   }
+
+  test('an end-of-turn model (TURN_DETECTOR_MODEL), asked at the pause, chooses the end silence instead of the text', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chorus-turn-model-'));
+    try {
+      for (const [probability, expected] of [
+        [0.9, 300],
+        [0.1, 1200],
+      ] as const) {
+        const file = join(dir, `p${probability}.onnx`);
+        await writeFile(file, constantTurnModel(probability));
+        const config = loadConfig({ TURN_DETECTOR_MODEL: file }).stt;
+        assert.equal(config.turnDetectorModel, file);
+        const { transcribe, events } = await listen({}, undefined, { turnDetector: await loadTurnDetector(file) });
+        server.transcription.script(() => ({ text: 'Can you hear me now' })); // the text alone would wait the normal 800 ms
+        feedAll(transcribe, sentence(HEAR, 500, 200).pcm); // speech, then a pause shorter than any end silence
+        const verdict = await events.waitFor('turnJudged');
+        assert.equal(verdict.complete, probability >= 0.5);
+        feedAll(transcribe, new Int16Array(msToSamples(2000)));
+        const { info } = await events.waitFor('utterance');
+        assert.equal(info.endSilenceMs, expected, `probability ${probability}`);
+        const heard = info.endedAtMs - info.speechEndMs;
+        assert.ok(heard >= expected && heard < expected + WINDOW_MS, `ended after ${heard} ms of silence`);
+        await events.waitFor('final');
+      }
+      await assert.rejects(loadTurnDetector(join(dir, 'missing.onnx')), /^Error: TURN_DETECTOR_MODEL=.*missing\.onnx: the end-of-turn model could not be loaded/);
+    } finally {
+      await rm(dir, { recursive: true });
+    }
+  });
 
   test('the end silence is chosen from the text', () => {
     const silences = { endSilenceMs: 600, endSilenceShortMs: 300, endSilenceLongMs: 1200 };
@@ -433,6 +480,42 @@ describe('quicker turns', () => {
     assert.equal(commonWordPrefix('Hello there.', 'hello there my friend'), 'hello there');
     assert.equal(commonWordPrefix('I want', 'You want'), '');
     assert.equal(commonWordPrefix('', 'anything'), '');
+  });
+});
+
+describe('pauses: the closing transcription', () => {
+  test('the moment the user stops, the utterance is transcribed (ahead of the live interval) and announced before it ends; the final follows', async () => {
+    server.transcription.script((r) => ({ text: r.id === 1 ? 'Can you' : 'Can you hear me now?' }));
+    const { transcribe, events } = await listen({ STT_REALTIME_INTERVAL_MS: '60000' }, undefined, { events: new PreemptiveRecorder() });
+    const t = sentence(HEAR, 600, 1000);
+    await play(transcribe, t.pcm, 1, 20);
+    const final = await events.waitFor('final');
+    const [live, closing, last] = server.transcription.requests;
+    assert.equal(server.transcription.requests.length, 3, 'one live request (the interval is a minute), the closing one, the final');
+    const announced = events.of('preemptive');
+    assert.deepEqual(announced.map((e) => e.text), ['Can you hear me now?']);
+    const at = (e: Event) => events.log.indexOf(e);
+    assert.ok(at(announced[0]!) < at(events.of('utterance')[0]!) && at(events.of('utterance')[0]!) < at(final), 'announced, then the end of the utterance, then the final');
+    assert.deepEqual(events.of('preemptiveCancelled'), []);
+    const speech = t.speech[0]!;
+    const closingMs = closing!.wav!.durationMs;
+    const preRoll = 300;
+    assert.ok(closingMs >= speech.endMs - speech.startMs + preRoll - WINDOW_MS, `the closing transcription covers the speech (${closingMs} ms)`);
+    assert.ok(closingMs < last!.wav!.durationMs, 'made as the user stopped: before the final');
+    assert.ok(live!.wav!.durationMs < closingMs);
+    assert.equal(events.of('utterance')[0]!.info.endSilenceMs, 300, 'its text ends a sentence: the short silence');
+  });
+
+  test('speaking again takes the announcement back; so does a final transcript with no words', async () => {
+    server.transcription.enqueue({ text: 'Can you hear me' }, { text: 'Can you hear me can you hear me' }, { text: '' });
+    const { transcribe, events } = await listen({}, undefined, { events: new PreemptiveRecorder() });
+    // A pause shorter than the normal end silence, inside the utterance.
+    await play(transcribe, track({ silenceMs: 500 }, clip(HEAR), { silenceMs: 350 }, clip(HEAR), { silenceMs: 1000 }).pcm, 1, 20);
+    await events.waitForState('listening', 2);
+    const kinds = events.log.filter((e) => ['preemptive', 'preemptiveCancelled', 'utterance', 'final'].includes(e.type)).map((e) => (e.type === 'preemptive' ? `preemptive:${e.text}` : e.type));
+    assert.deepEqual(kinds, ['preemptive:Can you hear me', 'preemptiveCancelled', 'preemptive:Can you hear me can you hear me', 'utterance', 'preemptiveCancelled']);
+    assert.equal(events.of('utterance').length, 1, 'one utterance across the pause');
+    assert.equal(server.transcription.requests.length, 3);
   });
 });
 
@@ -540,9 +623,14 @@ describe('speech input configuration', () => {
     assert.equal(stt.engine, 'none');
     assert.deepEqual(
       [stt.realtimeIntervalMs, stt.preRollMs, stt.minSpeechMs, stt.endSilenceMs, stt.endSilenceShortMs, stt.endSilenceLongMs, stt.bargeIn, stt.bargeInMinMs, stt.timeoutMs],
-      [500, 300, 250, 600, 300, 1200, true, 250, 10_000],
+      [500, 300, 250, 800, 300, 1200, true, 250, 10_000],
     );
     assert.equal(stt.vadNegThreshold, stt.vadThreshold - 0.15);
+    assert.deepEqual(
+      [stt.pauseMs, stt.preemptive, stt.falseInterruptTimeoutMs, stt.turnDetectorModel, stt.turnDetectorThreshold],
+      [100, true, 1500, undefined, 0.5],
+    );
+    assert.equal(loadConfig({ PREEMPTIVE_GENERATION: 'off', FALSE_INTERRUPT_TIMEOUT_MS: '0' }).stt.preemptive, false);
   });
 
   test('the engine follows what is configured when STT_ENGINE is not set', () => {
@@ -564,6 +652,8 @@ describe('speech input configuration', () => {
     };
     assert.match(problems({ STT_END_SILENCE_MS_SHORT: '900' }), /STT_END_SILENCE_MS_SHORT=900/);
     assert.match(problems({ STT_END_SILENCE_MS_LONG: '400' }), /STT_END_SILENCE_MS_LONG=400/);
+    assert.match(problems({ STT_PAUSE_MS: '300' }), /STT_PAUSE_MS=300: must be below STT_END_SILENCE_MS_SHORT \(300\)/);
+    assert.match(problems({ TURN_DETECTOR_THRESHOLD: '1.5' }), /TURN_DETECTOR_THRESHOLD/);
     assert.match(problems({ VAD_THRESHOLD: '0.3', VAD_NEG_THRESHOLD: '0.6' }), /VAD_NEG_THRESHOLD=0.6/);
     assert.match(problems({ STT_ENGINE: 'vosk' }), /STT_ENGINE/);
   });

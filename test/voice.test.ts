@@ -84,7 +84,7 @@ describe('speech input', () => {
     assert.equal(stored[0]?.content, 'Bob, what bread do you bake?');
   });
 
-  test('speaking over a character interrupts it, and the new utterance is the next turn', async () => {
+  test('speaking over a character pauses it, the words interrupt it, and the new utterance is the next turn', async () => {
     engines.speech.script(() => ({ realtimeFactor: 1 })); // a reply that takes seconds to play
     engines.chat.enqueue({ tokens: tokenize('Let me tell you a long, long story about flour and water and time.') });
     engines.transcription.script(() => ({ text: 'Ada, stop please.' }));
@@ -95,11 +95,13 @@ describe('speech input', () => {
     await client.next('binary');
 
     speak(client, track(await speaker.say('Ada, stop please.'), { silenceMs: 1200 }).pcm);
+    await client.next('audio_paused', 10_000); // the barge-in: playback pauses at once
+    const final = await client.next('stt_final', 10_000); // words: the interrupt completes
+    assert.equal(final.text, 'Ada, stop please.');
     await client.next('interrupt_ack', 10_000);
     const cut = client.ofType('audio_stream_stop').find((s) => s.data.message_id === first.data.message_id);
     assert.equal(cut?.data.interrupted, true, 'the playing audio was stopped as interrupted');
-    const final = await client.next('stt_final', 10_000);
-    assert.equal(final.text, 'Ada, stop please.');
+    assert.equal(client.ofType('audio_resumed').length, 0);
     const next = await client.next('text_stream_start');
     assert.equal(next.data.character_name, 'Ada');
 

@@ -108,6 +108,20 @@ export class ChatLLM {
     this.settings = defaultModelSettings(llm.defaultModel);
   }
 
+  /**
+   * A copy for a turn not yet confirmed (a preemptive reply): the same endpoint, settings and
+   * persona, and a history array of its own, so what the turn adds stays out of this one's until
+   * it is confirmed (src/session/output-gate.ts).
+   */
+  fork(): ChatLLM {
+    const copy = new ChatLLM(this.llm, this.userName);
+    copy.settings = this.settings;
+    copy.persona = this.persona;
+    copy.lorebooks = this.lorebooks;
+    copy.history = [...this.history];
+    return copy;
+  }
+
   /** Replaces the history with a stored conversation's messages. */
   loadHistory(messages: readonly Message[]): void {
     this.history = messages.filter(isDialogue).map((m) => this.entryOf(m));

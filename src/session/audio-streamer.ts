@@ -7,9 +7,13 @@
 // the client has less than `leadMs` of audio left to play, so neither the socket nor the client
 // holds more than that, and a fast engine's output reaches the client as a steady stream
 // rather than a burst (what is not yet sent waits in the audio queue, where Speech bounds it).
+// Times are on the session's PlaybackClock, which stands still while playback is paused; and
+// while the playout holds its output (`gate`: a reply not yet confirmed, or paused playback), no
+// frame leaves: what is not sent stays in the queue, in order.
 import type { ServerMessage } from '../protocol.ts';
 import type { AsyncQueue } from '../util/async-queue.ts';
 import type { AudioItem, Speaker } from './items.ts';
+import { PlaybackClock } from './playback-clock.ts';
 import type { SocketWriter } from './writer.ts';
 
 export interface AudioStreamerDeps {
@@ -26,17 +30,24 @@ export interface AudioStreamerDeps {
   onSent?: (item: Extract<AudioItem, { kind: 'chunk' }>, playsAt: number, durationMs: number) => void;
   /** Told when a message's audio is all sent (or it had none), with when the client will have played it. */
   onEnd?: (speaker: Speaker, playbackEndsAt: number) => void;
+  /** Playback time; default: a clock of its own that is never paused. */
+  clock?: PlaybackClock;
+  /** While audio must not leave (held or paused): what to wait for; undefined when it may go. */
+  gate?: () => Promise<void> | undefined;
 }
 
 const ids = (s: Speaker) => ({ character_id: s.character_id, character_name: s.character_name, message_id: s.message_id });
 
 export class AudioStreamer {
   private open: Speaker | undefined;
-  /** When the client will have played all audio sent so far (ms, performance.now clock). */
+  /** When the client will have played all audio sent so far (ms, playback clock). */
   private playbackEndsAt = 0;
   private wakeInterrupted: (() => void) | undefined;
+  private readonly clock: PlaybackClock;
 
-  constructor(private readonly deps: AudioStreamerDeps) {}
+  constructor(private readonly deps: AudioStreamerDeps) {
+    this.clock = deps.clock ?? new PlaybackClock();
+  }
 
   /** Runs until the audio queue closes. */
   async run(): Promise<void> {
@@ -48,7 +59,7 @@ export class AudioStreamer {
 
   /** Audio sent is still playing at the client (it plays in real time from the first frame). */
   get playing(): boolean {
-    return this.open !== undefined || performance.now() < this.playbackEndsAt;
+    return this.open !== undefined || this.clock.now() < this.playbackEndsAt;
   }
 
   /** Closes the open stream as interrupted. Called after the generation was bumped, before interrupt_ack. */
@@ -63,10 +74,11 @@ export class AudioStreamer {
     const { writer, generation } = this.deps;
     try {
       if (item.generation !== generation()) return;
-      const pacing = this.paced(); // no await (and no microtask hop) when nothing is ahead
-      if (pacing) await pacing;
-      if (writer.congested) await this.clientReady();
-      if (item.generation !== generation() || !writer.open) return; // re-checked after the wait
+      // No await (and no microtask hop) when nothing holds the frame back; after any wait, all is checked again.
+      for (let wait = this.holdBack(); wait; wait = this.holdBack()) {
+        await wait;
+        if (item.generation !== generation() || !writer.open) return;
+      }
       if (this.open?.message_id !== item.speaker.message_id) {
         if (this.open) this.send({ type: 'audio_stream_stop', data: ids(this.open) });
         this.open = item.speaker;
@@ -77,7 +89,7 @@ export class AudioStreamer {
         { type: 'audio_chunk', data: { ...ids(item.speaker), sentence_index: item.sentence_index, chunk_index: item.chunk_index } },
         item.pcm,
       );
-      const playsAt = Math.max(this.playbackEndsAt, performance.now());
+      const playsAt = Math.max(this.playbackEndsAt, this.clock.now());
       const durationMs = (item.pcm.length / 2 / item.sample_rate) * 1000;
       this.playbackEndsAt = playsAt + durationMs;
       this.deps.onSent?.(item, playsAt, durationMs);
@@ -88,16 +100,23 @@ export class AudioStreamer {
 
   private end(item: Extract<AudioItem, { kind: 'end' }>): void {
     if (item.generation !== this.deps.generation()) return;
-    this.deps.onEnd?.(item.speaker, Math.max(this.playbackEndsAt, performance.now()));
+    this.deps.onEnd?.(item.speaker, Math.max(this.playbackEndsAt, this.clock.now()));
     if (this.open?.message_id !== item.speaker.message_id) return; // no frame was sent: no stream to stop
     this.send({ type: 'audio_stream_stop', data: ids(this.open) });
     this.open = undefined;
   }
 
+  /** What the next frame must wait for first: the gate, the pacing, a slow client; undefined: nothing. */
+  private holdBack(): Promise<void> | undefined {
+    const gate = this.deps.gate?.();
+    if (gate) return Promise.race([gate, new Promise<void>((resolve) => (this.wakeInterrupted = resolve))]);
+    return this.paced() ?? (this.deps.writer.congested ? this.clientReady() : undefined);
+  }
+
   /** Waits until the client has less than leadMs of audio left to play (or an interrupt). */
   private paced(): Promise<void> | undefined {
     const { leadMs } = this.deps;
-    const wait = this.playbackEndsAt - performance.now() - leadMs;
+    const wait = this.playbackEndsAt - this.clock.now() - leadMs;
     if (leadMs === 0 || wait <= 0) return undefined;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, wait);

@@ -6,7 +6,7 @@
 import type { HistoryEntry } from '../llm/chat.ts';
 import { mentions } from '../llm/mentions.ts';
 import { type Character, type Conversation, type ConversationCreate, DEFAULT_AUTO_MODE_DELAY_MS, type ReplyStrategy } from '../protocol.ts';
-import { prng, randomSeed } from '../util/prng.ts';
+import { randomSeed, SeededRandom } from '../util/prng.ts';
 import { chooseResponders } from './reply-strategy.ts';
 
 /** The conversation fields the cast is made of (as stored and as update_conversation takes them). */
@@ -42,11 +42,20 @@ export class ConversationCast {
   /** A new conversation whose cast was not set: it takes the default cast as it changes. */
   private followsDefaults = true;
 
-  private rng: () => number;
+  private random: SeededRandom;
 
   /** `seed`: REPLY_SEED; every conversation's PRNG starts from it, so choices are reproducible. */
   constructor(private readonly seed: number | undefined) {
-    this.rng = prng(seed ?? randomSeed());
+    this.random = new SeededRandom(seed ?? randomSeed());
+  }
+
+  /** Where the PRNG stands; the returned function puts it back (a turn taken back draws nothing). */
+  checkpoint(): () => void {
+    const random = this.random;
+    const state = random.state;
+    return () => {
+      random.state = state;
+    };
   }
 
   get settings(): CastSettings {
@@ -118,7 +127,7 @@ export class ConversationCast {
       spokeSinceUser: sinceUser.flatMap((h) => (h.character_id ? [h.character_id] : [])),
       strategy: this.current.reply_strategy,
       allowSelfResponses: this.current.allow_self_responses,
-      rng: this.rng,
+      rng: this.random.next,
     });
     return chosen.flatMap((c) => this.characters.get(c.id) ?? []);
   }
@@ -136,7 +145,7 @@ export class ConversationCast {
   }
 
   private reseed(): void {
-    this.rng = prng(this.seed ?? randomSeed());
+    this.random = new SeededRandom(this.seed ?? randomSeed());
   }
 }
 

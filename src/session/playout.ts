@@ -16,6 +16,15 @@
 // the client told us (`playback_position`, reportPosition). With speech off (TTS_ENGINE=none) an
 // utterance is finished when its text ends and keeps all of it.
 //
+// Holding and pausing (the output gate in front of the streamer):
+// - `playout.hold()` keeps every frame back until the returned release is called: a reply
+//   started before the user's turn was confirmed (src/session/preemptive-turn.ts) is made and
+//   synthesized, but nothing of its audio leaves until it is.
+// - `playout.pause()` / `resume()` stop and restart playback where it stands (a barge-in that may
+//   be taken back, src/session/barge-in.ts): the client is told (audio_paused / audio_resumed),
+//   no frame leaves meanwhile, and the PlaybackClock that measures what was heard stands still.
+//   `interrupt()` ends a pause (silently: what was paused is cut).
+//
 // For other parts of the session:
 // - Auto-mode (who speaks next when nobody is talking): `await playout.idle()` resolves once no
 //   utterance is pending or playing, or subscribe with `playout.onIdle(cb)` (returns an unsubscribe).
@@ -30,6 +39,7 @@ import { Speech, type SpeechDeps } from '../speech/speech.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
 import { AudioStreamer } from './audio-streamer.ts';
 import type { AudioItem, SentenceItem, Speaker } from './items.ts';
+import { PlaybackClock } from './playback-clock.ts';
 import type { SocketWriter } from './writer.ts';
 
 /** How one message's playback ended (LiveKit's PlaybackFinishedEvent, per message). */
@@ -72,6 +82,7 @@ interface SentenceRecord {
 interface UtteranceOwner {
   readonly voiced: boolean;
   readonly narration: NarrationDefaults;
+  readonly clock: PlaybackClock;
   queue(item: SentenceItem): void;
   finished(utterance: Utterance): void;
 }
@@ -98,13 +109,13 @@ export class Utterance {
   private readonly voices: Record<SpokenPart['voice'], Speaker>;
   private readonly sentences: SentenceRecord[] = [];
   private cursor = 0;
-  /** Frames sent: when the client plays each, for how long (performance.now ms). */
+  /** Frames sent: when the client plays each, for how long (playback clock ms). */
   private readonly plays: Array<{ at: number; ms: number }> = [];
   private clientPlayedMs: number | undefined;
   private ended = false;
   private result: PlaybackFinished | undefined;
   private resolve!: (result: PlaybackFinished) => void;
-  private timer: NodeJS.Timeout | undefined;
+  private cancelTimer: (() => void) | undefined;
 
   constructor(
     readonly speaker: Speaker,
@@ -145,7 +156,7 @@ export class Utterance {
   }
 
   /** Cuts the message now (idempotent): what was heard so far. */
-  interrupt(now = performance.now()): PlaybackFinished {
+  interrupt(now = this.owner.clock.now()): PlaybackFinished {
     return this.result ?? this.finish(true, now);
   }
 
@@ -154,6 +165,11 @@ export class Utterance {
   /** The client says how much of this message it played. */
   reportPlayed(ms: number): void {
     this.clientPlayedMs = ms;
+  }
+
+  /** Playback went on after the client's report (a pause was taken back): the clock knows better now. */
+  forgetReport(): void {
+    this.clientPlayedMs = undefined;
   }
 
   synthesized(sentenceIndex: number, ms: number): void {
@@ -174,7 +190,7 @@ export class Utterance {
   audioEnded(playbackEndsAt: number): void {
     if (this.result) return;
     this.allSynthesized();
-    this.timer = setTimeout(() => this.finish(false), Math.max(0, playbackEndsAt - performance.now()));
+    this.cancelTimer = this.owner.clock.at(playbackEndsAt, () => this.finish(false));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -227,8 +243,8 @@ export class Utterance {
     return kept;
   }
 
-  private finish(interrupted: boolean, now = performance.now()): PlaybackFinished {
-    clearTimeout(this.timer);
+  private finish(interrupted: boolean, now = this.owner.clock.now()): PlaybackFinished {
+    this.cancelTimer?.();
     const played = this.plays.length > 0 || this.owner.voiced ? this.playedMs(now) : 0;
     let transcript = this.text;
     let cut = false;
@@ -269,8 +285,16 @@ export class Playout implements UtteranceOwner {
   private readonly live = new Map<string, Utterance>();
   private readonly idleListeners = new Set<() => void>();
   readonly narration: NarrationDefaults;
+  /** The client's playback time: it stands still while playback is paused. */
+  readonly clock = new PlaybackClock();
+  /** Holds on the output (hold()) not yet released. */
+  private holds = 0;
+  /** The streamer, waiting for the gate to open (holds released, playback resumed, or an interrupt). */
+  private gateWaiters: Array<() => void> = [];
+  private readonly writer: SocketWriter;
 
   constructor(deps: PlayoutDeps) {
+    this.writer = deps.writer;
     this.narration = deps.narration ?? { mode: 'all', narratorVoice: null };
     this.audio = new RecordedAudioQueue((item) => this.noteAudio(item));
     if (!deps.tts) return;
@@ -286,6 +310,8 @@ export class Playout implements UtteranceOwner {
       leadMs: deps.tts.audioLeadMs,
       onSent: (item, playsAt, ms) => this.of(item)?.sent(playsAt, ms),
       onEnd: (speaker, endsAt) => this.of({ speaker, generation: this.gen })?.audioEnded(endsAt),
+      clock: this.clock,
+      gate: () => this.gate(),
     });
   }
 
@@ -361,16 +387,58 @@ export class Playout implements UtteranceOwner {
 
   /**
    * Stops everything at once and returns what was heard of each message that had not finished.
-   * Nothing of an older generation is sent after this returns.
+   * Nothing of an older generation is sent after this returns. A pause ends with it (what was
+   * paused is cut: no audio_resumed).
    */
   interrupt(): PlaybackFinished[] {
-    const now = performance.now();
+    const now = this.clock.now();
     const heard = [...this.live.values()].map((u) => u.interrupt(now));
     this.gen++;
     this.sentences.clear();
     this.speech?.interrupt(); // synthesis in flight stops
     this.streamer?.interrupt(); // the open audio stream is closed as interrupted
+    this.clock.resume();
+    this.openGate();
     return heard;
+  }
+
+  /**
+   * Keeps every audio frame back (made, not sent) until the returned release is called; the
+   * release is idempotent. Text is not the playout's: its holder keeps that back itself.
+   */
+  hold(): () => void {
+    this.holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.holds--;
+      this.openGate();
+    };
+  }
+
+  /** Playback is paused (pause() until resume() or interrupt()). */
+  get paused(): boolean {
+    return this.clock.paused;
+  }
+
+  /**
+   * Pauses playback where it stands: the client is told (audio_paused) and stops playing, no
+   * frame leaves, and the clock that says what was heard stands still. False if already paused.
+   */
+  pause(): boolean {
+    if (!this.clock.pause()) return false;
+    this.writer.send({ type: 'audio_paused' });
+    return true;
+  }
+
+  /** Playback goes on where it stopped (audio_resumed), as if it had not been paused. */
+  resume(): boolean {
+    if (!this.clock.resume()) return false;
+    for (const utterance of this.live.values()) utterance.forgetReport(); // positions reported at the pause are stale now
+    this.writer.send({ type: 'audio_resumed' });
+    this.openGate();
+    return true;
   }
 
   /** The session is over: everything is cut and the workers end. */
@@ -394,6 +462,19 @@ export class Playout implements UtteranceOwner {
   }
 
   // ------------------------------------------------------------------------------------------
+
+  /** What the streamer waits for before a frame: undefined when frames may go. */
+  private gate(): Promise<void> | undefined {
+    if (this.holds === 0 && !this.clock.paused) return undefined;
+    return new Promise((resolve) => this.gateWaiters.push(resolve));
+  }
+
+  private openGate(): void {
+    if (this.holds > 0 || this.clock.paused) return;
+    const waiters = this.gateWaiters;
+    this.gateWaiters = [];
+    for (const wake of waiters) wake();
+  }
 
   private of(item: { speaker: Speaker; generation: number }): Utterance | undefined {
     const utterance = this.live.get(item.speaker.message_id);

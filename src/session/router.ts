@@ -18,6 +18,7 @@ import type { Character, ErrorCode, ServerMessage } from '../protocol.ts';
 import type { SttEngine } from '../transcribe/engine.ts';
 import { SPEECH_INPUT_NOT_CONFIGURED } from '../transcribe/stt.ts';
 import { Transcribe } from '../transcribe/transcribe.ts';
+import type { TurnDetector } from '../transcribe/turn-detector.ts';
 import type { VadModel } from '../transcribe/vad.ts';
 import { AsyncQueue } from '../util/async-queue.ts';
 import { JsonInputError, parseJson } from '../util/json.ts';
@@ -31,10 +32,13 @@ import { MessageOps, type PlanReplies } from './message-ops.ts';
 import { Playout } from './playout.ts';
 import { type Limited, type RateLimits, RequestLimiter } from './rate-limiter.ts';
 import { AutoMode } from './auto-mode.ts';
+import { BargeIn } from './barge-in.ts';
 import { ConversationCast } from './cast.ts';
 import { ConversationContext } from './conversation-context.ts';
 import { greetingPlans } from './greetings.ts';
-import { ConversationTurn } from './turn.ts';
+import { OutputGate } from './output-gate.ts';
+import { Preemption } from './preemptive-turn.ts';
+import { ConversationTurn, type TurnLog } from './turn.ts';
 import { SocketWriter } from './writer.ts';
 
 export interface SessionDeps {
@@ -49,7 +53,7 @@ export interface SessionDeps {
   /** Whether the session's first (new) conversation opens with greetings; `/ws?greetings=off` says no. */
   greetOnStart?: boolean;
   /** Speech input; absent when STT_ENGINE=none. */
-  stt: { engine: SttEngine; vad: VadModel; config: Config['stt'] } | undefined;
+  stt: { engine: SttEngine; vad: VadModel; config: Config['stt']; turnDetector?: TurnDetector | undefined } | undefined;
   logger: Logger;
   /** REPLY_SEED: every conversation's PRNG (who speaks up unaddressed) starts from it; absent: random. */
   replySeed?: number | undefined;
@@ -129,8 +133,8 @@ export class WebSocketRouter {
   private readonly transcribe: Transcribe | undefined;
   private readonly chat: ChatLLM;
   private readonly conversation: ConversationLog;
-  /** Turns to run: a user message, or the replies of a message operation (regenerate, continue). */
-  private readonly turns = new AsyncQueue<{ text: string | undefined; receivedAt: bigint; plans?: PlanReplies; auto?: true }>();
+  /** Turns to run: a user message, or the replies of a message operation (regenerate, continue); `gate`: a preemptive one, held until confirmed. */
+  private readonly turns = new AsyncQueue<{ text: string | undefined; receivedAt: bigint; plans?: PlanReplies; auto?: true; gate?: OutputGate }>();
   /** When the user message of the running turn arrived, until its first audio frame is sent. */
   private firstAudioFrom: bigint | undefined;
   /** When the last utterance ended, until its final transcript. */
@@ -141,7 +145,13 @@ export class WebSocketRouter {
   private readonly autoMode: AutoMode;
   /** The conversation this session's own update_conversation is changing (no echo of it). */
   private updating: string | undefined;
-  private current: { controller: AbortController; done: Promise<void> } | undefined;
+  private current: { controller: AbortController; done: Promise<void>; gate: OutputGate | undefined } | undefined;
+  /** Replies started on the user's paused words, held until the final transcript (src/session/preemptive-turn.ts). */
+  private readonly preemption: Preemption;
+  /** What the user's voice over a reply does: pause, then resume or interrupt (src/session/barge-in.ts). */
+  private readonly bargeIn: BargeIn;
+  /** Where a confirmed turn's output goes: the session itself. */
+  private readonly direct: { chat: ChatLLM; log: TurnLog; send: (m: ServerMessage) => void };
   /** Replies whose text has streamed, waiting for their playback to end or be cut to commit. */
   private readonly commits = new Set<Promise<void>>();
   private ordered: Promise<void> = Promise.resolve();
@@ -206,6 +216,19 @@ export class WebSocketRouter {
       logger: this.logger,
       onFirstFrame: () => this.firstAudioSent(),
     });
+    this.direct = { chat: this.chat, log: this.conversation, send: (m) => this.send(m) };
+    this.preemption = new Preemption({
+      enabled: deps.stt?.config.preemptive ?? false,
+      idle: () => this.canPreempt(),
+      gate: (text) => new OutputGate(text, { chat: this.chat, log: this.conversation, playout: this.playout, send: (m) => this.send(m) }),
+      run: (gate) => this.turns.push({ text: gate.text, receivedAt: metrics.now(), gate }),
+      committed: () => this.userTurnConfirmed(),
+    });
+    this.bargeIn = new BargeIn({
+      playout: this.playout,
+      timeoutMs: deps.stt?.config.falseInterruptTimeoutMs ?? 0,
+      interrupt: () => this.interrupt().catch((e) => this.fail(e)),
+    });
     this.ops = new MessageOps({
       chat: this.chat,
       log: this.conversation,
@@ -223,7 +246,10 @@ export class WebSocketRouter {
     if (deps.stt) this.transcribe = this.createTranscribe(deps.stt);
   }
 
-  /** Speech input events become stt_* messages; a final transcript becomes a turn. */
+  /**
+   * Speech input events become stt_* messages; a final transcript becomes a turn (or confirms
+   * the one started on the user's paused words); the user's voice over a reply pauses it.
+   */
   private createTranscribe(stt: NonNullable<SessionDeps['stt']>): Transcribe {
     return new Transcribe({
       ...stt,
@@ -234,20 +260,43 @@ export class WebSocketRouter {
         stabilized: (text) => this.send({ type: 'stt_stabilized', text }),
         utterance: () => {
           this.utteranceEndedAt = metrics.now();
+          this.bargeIn.speechEnded();
         },
         final: (text) => {
           if (this.utteranceEndedAt !== undefined) metrics.sttLatency(metrics.secondsSince(this.utteranceEndedAt));
           this.utteranceEndedAt = undefined;
           this.send({ type: 'stt_final', text });
-          this.inOrder(() => this.queueTurn(text, { type: 'stt_final' }));
+          // A paused reply is cut now (the user did say something); its interrupt_ack comes before their turn.
+          const cut = this.bargeIn.words();
+          if (!cut && this.preemption.confirm(text)) return;
+          this.inOrder(async () => {
+            await cut;
+            this.queueTurn(text, { type: 'stt_final' });
+          });
         },
         speechStart: () => {
           this.autoMode.pause(); // the user has the floor: no character starts talking over them
-          if (stt.config.bargeIn && this.speaking()) void this.interrupt().catch((e) => this.fail(e));
+          const held = this.preemption.holding;
+          this.preemption.cancel(); // a reply held for their last words would talk over these
+          if (!held && stt.config.bargeIn && this.speaking()) this.bargeIn.speechStarted();
         },
+        ...(stt.config.preemptive ? { preemptive: (text: string) => this.preemption.start(text), preemptiveCancelled: () => this.preemption.cancel() } : {}),
+        turnJudged: (complete, probability) => this.logger.debug({ complete, probability }, 'end of turn judged'),
         error: (code, message) => this.error(code, message),
       },
     });
+  }
+
+  /** A reply may start before its turn is confirmed: nothing else is being said, made, queued or paused. */
+  private canPreempt(): boolean {
+    return !this.closing && !this.current && this.turns.size === 0 && !this.playout.speaking() && !this.bargeIn.pausing && this.cast.length > 0;
+  }
+
+  /** The final transcript confirmed the held reply: it counts as the user's turn from now. */
+  private userTurnConfirmed(): void {
+    this.autoMode.resume();
+    metrics.turnStarted();
+    this.firstAudioFrom = metrics.now();
   }
 
   /** Where auto-mode stands (for tests and diagnostics). */
@@ -255,9 +304,9 @@ export class WebSocketRouter {
     return this.autoMode.state;
   }
 
-  /** A character is replying, or its audio is still being made, sent or played. */
+  /** A character is replying, or its audio is still being made, sent or played (a reply being discarded is not). */
   private speaking(): boolean {
-    return this.current !== undefined || this.playout.speaking();
+    return (this.current !== undefined && !this.current.gate?.discarded) || this.playout.speaking();
   }
 
   /** Sends the session greeting and starts the turn loop. */
@@ -305,11 +354,13 @@ export class WebSocketRouter {
     metrics.sessionClosed();
     const queued = this.turns.takeAll();
     this.turns.close();
+    this.preemption.cancel(); // a reply not confirmed was never the user's turn
+    this.bargeIn.cut();
     this.playout.interrupt(); // what is playing is cut: the turn stores what was heard
     this.current?.controller.abort(new Error(reason));
     await this.current?.done;
     await this.settled();
-    for (const turn of queued) if (turn.text !== undefined) this.keepUserMessage(turn.text);
+    for (const turn of queued) if (turn.text !== undefined && !turn.gate) this.keepUserMessage(turn.text);
     this.transcribe?.close();
     this.playout.close();
     if (!(await this.conversation.close())) this.logger.error('some messages are not stored yet; they are retried while the server runs, then spooled');
@@ -325,9 +376,10 @@ export class WebSocketRouter {
     this.writer.send(message);
   }
 
-  error(code: ErrorCode, message: string, req?: Request): void {
+  /** `send`: where it goes (a held turn's errors are held with it). */
+  error(code: ErrorCode, message: string, req?: Request, send = (m: ServerMessage) => this.send(m)): void {
     metrics.error(code);
-    this.send({ type: 'error', data: { code, message, ...(req ? { request_type: req.type } : {}) }, ...(req ? echo(req) : {}) });
+    send({ type: 'error', data: { code, message, ...(req ? { request_type: req.type } : {}) }, ...(req ? echo(req) : {}) });
   }
 
   /** A request over its rate limit: refused with how long to wait; nothing of it runs. */
@@ -560,6 +612,8 @@ export class WebSocketRouter {
    */
   private async stopSpeaking(): Promise<void> {
     this.firstAudioFrom = undefined;
+    this.preemption.cancel();
+    this.bargeIn.cut();
     this.playout.interrupt();
     const current = this.current;
     if (current) {
@@ -706,28 +760,35 @@ export class WebSocketRouter {
   }
 
   private async turnLoop(): Promise<void> {
-    for await (const { text, receivedAt, plans, auto } of this.turns) {
+    for await (const { text, receivedAt, plans, auto, gate } of this.turns) {
       if (this.closing) {
-        if (text !== undefined) this.keepUserMessage(text); // taken off the queue just as the session closed
+        if (text !== undefined && !gate) this.keepUserMessage(text); // taken off the queue just as the session closed
         continue;
       }
+      if (gate?.discarded) continue; // cancelled before it began
       await this.prepareContext(); // before planning: a greeting's {{user}} is the persona's name
       const replies = plans ? await plans().catch((e: unknown) => void this.fail(e)) : undefined; // planned when its turn comes: the history is as the earlier turns left it
       if (plans && !replies) continue;
       if (auto && !this.autoMode.on) continue; // turned off (or the user cut in) while it waited
-      if (text !== undefined) this.tellNotInCast(text);
-      metrics.turnStarted();
-      this.firstAudioFrom = receivedAt;
-      const controller = new AbortController();
+      gate?.begin();
+      const out = gate ?? this.direct; // a held turn's output waits behind its gate
+      const said = gate?.text ?? text; // (a gate released already carries the final's wording)
+      if (said !== undefined) this.tellNotInCast(said, out.send);
+      if (!gate) {
+        metrics.turnStarted(); // a held turn counts once it is confirmed
+        this.firstAudioFrom = receivedAt;
+      }
+      const controller = gate?.controller ?? new AbortController();
+      const restore = gate && this.castState.checkpoint(); // a turn taken back draws nothing
       const turn = new ConversationTurn(
-        text,
+        said,
         {
-          chat: this.chat,
-          log: this.conversation,
+          chat: out.chat,
+          log: out.log,
           cast: this.cast,
           playout: this.playout,
-          send: (m) => this.send(m),
-          error: (code, message) => this.error(code, message),
+          send: out.send,
+          error: (code, message) => this.error(code, message, undefined, out.send),
           turn: this.playout.nextTurn(),
           signal: controller.signal,
           settle: (commit) => this.settle(commit),
@@ -735,20 +796,28 @@ export class WebSocketRouter {
         },
         replies,
       );
-      this.logger.info({ chars: text?.length ?? 0 }, 'turn started');
-      const said = this.chat.history.length;
-      const done = turn.run().catch((e) => this.fail(e));
-      this.current = { controller, done };
+      this.logger.info({ chars: said?.length ?? 0, preemptive: gate !== undefined }, 'turn started');
+      const before = this.chat.history.length;
+      // A held turn stays the running one until it is confirmed or dropped: nothing queued overtakes it.
+      const done = (async () => {
+        await turn.run().catch((e) => this.fail(e));
+        await gate?.settled;
+      })();
+      this.current = { controller, done, gate };
       await done;
       this.current = undefined;
+      if (gate?.discarded) {
+        restore?.();
+        continue;
+      }
       // The chatter goes on after anything said, but not after an auto turn nobody answered.
-      if (!auto || this.chat.history.length > said) this.autoMode.schedule();
+      if (!auto || this.chat.history.length > before) this.autoMode.schedule();
     }
   }
 
   /** The user named characters who are not in the cast: they do not answer, and the client is told. */
-  private tellNotInCast(text: string): void {
+  private tellNotInCast(text: string, send: (m: ServerMessage) => void): void {
     const outside = this.castState.namedOutside(text);
-    if (outside.length > 0) this.send({ type: 'not_in_cast', data: { names: outside.map((c) => c.name), character_ids: outside.map((c) => c.id) } });
+    if (outside.length > 0) send({ type: 'not_in_cast', data: { names: outside.map((c) => c.name), character_ids: outside.map((c) => c.id) } });
   }
 }

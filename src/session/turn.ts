@@ -16,9 +16,12 @@ import type { ConversationLog, PendingMessage } from './conversation-log.ts';
 import type { Speaker } from './items.ts';
 import type { Playout, Utterance } from './playout.ts';
 
+/** Where a turn's messages are stored: the session's log, or a gate holding them (src/session/output-gate.ts). */
+export type TurnLog = Pick<ConversationLog, 'append' | 'reserve'>;
+
 export interface TurnContext {
   chat: ChatLLM;
-  log: ConversationLog;
+  log: TurnLog;
   /** The active characters when the turn began. */
   cast: readonly Character[];
   playout: Playout;

@@ -9,11 +9,22 @@
 //
 // At most one STT request per connection is in flight: a live request waits for the previous
 // one and for any final; an utterance's end aborts its live request so the final starts at once.
+//
+// The moment the VAD hears the user stop (the first window without speech), the utterance so far
+// is transcribed at once (the "closing" transcription, ahead of the live interval, superseding a
+// live request in flight): that transcript chooses the end silence, and, for a listener of
+// `preemptive`, it is announced as the turn's likely text — once the pause has also lasted
+// STT_PAUSE_MS — so a reply can start while the end of the turn is still undecided. Each
+// announcement is followed by exactly one `final` or `preemptiveCancelled` (the user spoke
+// again, or the utterance had no words after all). A user-supplied end-of-turn model
+// (TURN_DETECTOR_MODEL), when configured, is asked at the same moment whether the turn is over,
+// and its answer chooses the end silence instead.
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { INPUT_SAMPLE_RATE, type SttState } from '../protocol.ts';
 import { SpeechDetector } from './detector.ts';
 import type { SttEngine } from './engine.ts';
+import type { TurnDetector } from './turn-detector.ts';
 import { PcmBuffer } from './pcm-buffer.ts';
 import type { EndReason, SegmentBounds, SegmentEvent } from './segmenter.ts';
 import { commonWordPrefix, endSilenceFor } from './transcript.ts';
@@ -56,6 +67,16 @@ export interface TranscribeEvents {
   error(code: 'stt_error' | 'bad_audio', message: string): void;
   /** Optional: each utterance's bounds when it ends, before its final transcription. */
   utterance?(info: UtteranceInfo): void;
+  /**
+   * Optional: the user paused, and this is the transcript of everything they said in the
+   * utterance so far; the end of the turn is not decided yet. Given this handler, Transcribe makes
+   * that transcript at every pause (without it, it does not). Followed by `final` or `preemptiveCancelled`.
+   */
+  preemptive?(text: string): void;
+  /** The announced transcript no longer stands: the user spoke again, or the utterance turned out to hold no words. */
+  preemptiveCancelled?(): void;
+  /** Optional: the turn detector's verdict on a pause (complete: the short end silence applies, else the long one). */
+  turnJudged?(complete: boolean, probability: number): void;
 }
 
 export interface TranscribeDeps {
@@ -64,6 +85,8 @@ export interface TranscribeDeps {
   config: Config['stt'];
   events: TranscribeEvents;
   logger?: Logger;
+  /** The end-of-turn model (TURN_DETECTOR_MODEL), if one is configured. */
+  turnDetector?: TurnDetector | undefined;
 }
 
 /** The utterance being recorded. */
@@ -75,6 +98,16 @@ interface Recording {
   latest: string | undefined;
   stabilized: string;
   bargeSent: boolean;
+  /** The user is paused: where their speech ended (sample index); undefined while they speak. */
+  pausedAt: number | undefined;
+  /** The closing transcription of this pause was started. */
+  closingAsked: boolean;
+  /** Its transcript, waiting for the pause to last STT_PAUSE_MS before it is announced. */
+  heard: string | undefined;
+  /** A preemptive transcript was announced and has not been taken back. */
+  announced: boolean;
+  /** The turn detector's verdict on this pause: the turn is complete. */
+  complete: boolean | undefined;
 }
 
 /** Why a frame is refused, first match wins. */
@@ -98,6 +131,8 @@ export class Transcribe {
   /** No utterance's pre-roll reaches back into the audio of the one before. */
   private lastAudioEnd = 0;
   private live: AbortController | undefined;
+  /** The live request in flight is the closing transcription of a pause. */
+  private liveClosing = false;
   /** Settles once the live request (if any) has, so an aborted one is gone before the final starts. */
   private liveSettled: Promise<void> = Promise.resolve();
   private lastLiveAt = -Infinity;
@@ -178,7 +213,11 @@ export class Transcribe {
       maxUtteranceSamples: samples(this.cfg.maxUtteranceMs),
       endSilenceSamples: () => samples(this.endSilenceMs()),
       onEvent: (event) => mine() && this.onSegment(event),
-      onWindow: (utterance) => mine() && this.checkBargeIn(utterance),
+      onWindow: (utterance) => {
+        if (!mine()) return;
+        this.checkBargeIn(utterance);
+        this.checkPause(utterance);
+      },
     });
   }
 
@@ -228,7 +267,7 @@ export class Transcribe {
 
   private startUtterance(bounds: SegmentBounds): void {
     const audioStart = Math.max(bounds.speechStart - samples(this.cfg.preRollMs), this.lastAudioEnd, this.buffer.start);
-    this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false };
+    this.recording = { audioStart, liveEnd: audioStart, latest: undefined, stabilized: '', bargeSent: false, pausedAt: undefined, closingAsked: false, heard: undefined, announced: false, complete: undefined };
     this.refreshState();
   }
 
@@ -239,7 +278,67 @@ export class Transcribe {
     this.events.speechStart();
   }
 
+  /** After each window: has the user stopped (a window without speech), or spoken again since? */
+  private checkPause(utterance: Readonly<SegmentBounds> | undefined): void {
+    const recording = this.recording;
+    if (!recording || !utterance) return;
+    if (this.detector.position === utterance.speechEnd) return this.spokeAgain(recording);
+    if (recording.pausedAt !== undefined) return this.announce(recording);
+    recording.pausedAt = utterance.speechEnd;
+    this.judgeTurn(recording);
+    if (!this.wantsClosing(recording)) return;
+    if (this.live && !this.liveClosing) this.live.abort(new Error('superseded by the closing transcription'));
+    this.transcribeLive();
+  }
+
+  /** The pause's transcript is announced once it is in and the pause has lasted STT_PAUSE_MS. */
+  private announce(recording: Recording): void {
+    const { heard, pausedAt } = recording;
+    if (heard === undefined || pausedAt === undefined || recording.announced) return;
+    if (this.detector.position - pausedAt < samples(this.cfg.pauseMs)) return;
+    recording.announced = true;
+    this.events.preemptive?.(heard);
+  }
+
+  /** Speech after a pause: what was said at the pause no longer stands. */
+  private spokeAgain(recording: Recording): void {
+    if (recording.pausedAt === undefined) return;
+    recording.pausedAt = undefined;
+    recording.closingAsked = false;
+    recording.heard = undefined;
+    recording.complete = undefined;
+    if (this.live && this.liveClosing) this.live.abort(new Error('the user spoke again'));
+    if (!recording.announced) return;
+    recording.announced = false;
+    this.events.preemptiveCancelled?.();
+  }
+
+  /** Asks the turn detector (if any) whether the turn is over at this pause. */
+  private judgeTurn(recording: Recording): void {
+    const model = this.deps.turnDetector;
+    if (!model) return;
+    const pausedAt = recording.pausedAt;
+    const end = this.detector.position;
+    const audio = this.buffer.slice(Math.max(recording.audioStart, end - model.maxSamples), end);
+    model.predict(audio).then(
+      (probability) => {
+        if (this.recording !== recording || recording.pausedAt !== pausedAt || this.closed) return; // the user spoke again meanwhile
+        recording.complete = probability >= this.cfg.turnDetectorThreshold;
+        this.events.turnJudged?.(recording.complete, probability);
+      },
+      (error: unknown) => this.deps.logger?.warn({ err: error }, 'the turn detector failed; the transcript decides'),
+    );
+  }
+
+  /** The closing transcription is wanted (someone takes preemptive transcripts) and not yet asked for this pause. */
+  private wantsClosing(recording: Recording): boolean {
+    return this.events.preemptive !== undefined && recording.pausedAt !== undefined && !recording.closingAsked;
+  }
+
+  /** The trailing silence that ends the utterance: the turn detector's verdict, else the live transcript's. */
   private endSilenceMs(): number {
+    const complete = this.recording?.complete;
+    if (complete !== undefined) return complete ? this.cfg.endSilenceShortMs : this.cfg.endSilenceLongMs;
     return endSilenceFor(this.recording?.latest, this.cfg);
   }
 
@@ -264,19 +363,20 @@ export class Transcribe {
     };
     this.deps.logger?.debug(info, 'utterance ended');
     this.events.utterance?.(info);
-    this.transcribeFinal(audio);
+    this.transcribeFinal(audio, recording.announced);
   }
 
   // -- transcription ---------------------------------------------------------------------
 
   /** Queues the whole utterance's transcription behind any earlier final. */
-  private transcribeFinal(audio: Int16Array): void {
+  private transcribeFinal(audio: Int16Array, announced: boolean): void {
     this.pendingFinals++;
     this.refreshState();
-    this.finals = this.finals.then(() => this.runFinal(audio)).catch(this.handlerFailed);
+    this.finals = this.finals.then(() => this.runFinal(audio, announced)).catch(this.handlerFailed);
   }
 
-  private async runFinal(audio: Int16Array): Promise<void> {
+  /** `announced`: a preemptive transcript of this utterance stands, which this final confirms or takes back. */
+  private async runFinal(audio: Int16Array, announced: boolean): Promise<void> {
     await this.liveSettled;
     const request = new AbortController();
     this.finalRequests.add(request);
@@ -288,6 +388,7 @@ export class Transcribe {
     this.pendingFinals--;
     try {
       if (text && !this.closed) this.events.final(text);
+      else if (announced && !this.closed) this.events.preemptiveCancelled?.();
     } finally {
       this.refreshState();
       this.transcribeLive();
@@ -304,16 +405,19 @@ export class Transcribe {
     if (!this.closed) this.events.error('stt_error', `Speech could not be transcribed: ${message(error)}`);
   }
 
-  /** Starts a live transcription of the utterance so far, if the rules allow one now. */
+  /** Starts a live transcription of the utterance so far, if the rules allow one now (a pause's closing one first). */
   private transcribeLive(): void {
     const recording = this.recording;
-    if (!recording || this.live || this.pendingFinals > 0 || this.cfg.realtimeIntervalMs === 0 || this.closed) return;
-    const now = performance.now();
+    if (!recording || this.live || this.pendingFinals > 0 || this.closed) return;
+    const closing = this.wantsClosing(recording);
+    if (!closing && !this.liveDue(recording)) return;
     const end = this.buffer.end;
-    if (now - this.lastLiveAt < this.cfg.realtimeIntervalMs || end - recording.liveEnd < VAD_WINDOW) return;
     recording.liveEnd = end;
+    if (closing) recording.closingAsked = true;
+    const pausedAt = closing ? recording.pausedAt : undefined;
     const request = new AbortController();
     this.live = request;
+    this.liveClosing = closing;
     const pcm = this.buffer.slice(recording.audioStart, end);
     // Stamped as the request starts, after the copy (which grows with the utterance and can be
     // slowed by a GC pause): the interval is between request starts, as the setting says.
@@ -321,7 +425,7 @@ export class Transcribe {
     this.liveSettled = this.deps.engine
       .transcribe(pcm, request.signal)
       .then(
-        (text) => this.onLive(recording, text),
+        (text) => this.onLive(recording, text, pausedAt),
         (error: unknown) => this.onLiveError(request, error),
       )
       .finally(() => {
@@ -331,7 +435,14 @@ export class Transcribe {
       .catch(this.handlerFailed);
   }
 
-  private onLive(recording: Recording, text: string): void {
+  /** A periodic live request is due: the interval has passed and there is new audio (none after a pause's closing transcription). */
+  private liveDue(recording: Recording): boolean {
+    if (this.cfg.realtimeIntervalMs === 0 || recording.closingAsked) return false;
+    return performance.now() - this.lastLiveAt >= this.cfg.realtimeIntervalMs && this.buffer.end - recording.liveEnd >= VAD_WINDOW;
+  }
+
+  /** `pausedAt`: the pause whose closing transcription this is (announced if the user has not spoken since). */
+  private onLive(recording: Recording, text: string, pausedAt: number | undefined): void {
     if (recording !== this.recording || this.closed || !text) return; // late: its utterance has ended
     const previous = recording.latest;
     recording.latest = text;
@@ -341,6 +452,9 @@ export class Transcribe {
       recording.stabilized = stable;
       this.events.stabilized(stable);
     }
+    if (pausedAt === undefined || recording.pausedAt !== pausedAt) return;
+    recording.heard = text;
+    this.announce(recording);
   }
 
   /**

@@ -1,5 +1,6 @@
-// What the live transcript says about the turn: which of its words have stopped changing, and
-// whether the speaker sounds finished (end the turn sooner) or mid-thought (wait longer).
+// What the live transcript says about the turn: which of its words have stopped changing,
+// whether the speaker sounds finished (end the turn sooner) or mid-thought (wait longer), and
+// whether two transcripts say the same words (a preemptive reply stands or is cancelled).
 
 export interface EndSilences {
   endSilenceMs: number;
@@ -31,4 +32,11 @@ export function commonWordPrefix(older: string, newer: string): string {
   let n = 0;
   while (n < a.length && n < b.length && normal(a[n] as string) === normal(b[n] as string)) n++;
   return b.slice(0, n).join(' ');
+}
+
+/** Two transcripts say the same words (case and punctuation aside): a reply started on one stands for the other. */
+export function sameWords(a: string, b: string): boolean {
+  const words = (text: string) => text.split(/\s+/).map(normal).filter(Boolean);
+  const [x, y] = [words(a), words(b)];
+  return x.length === y.length && x.every((word, i) => word === y[i]);
 }

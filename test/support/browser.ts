@@ -83,6 +83,11 @@ export class ProxyConnection {
     this.proxy.changed();
   }
 
+  /** Sends a frame to the server as if the page had (the microphone audio a test speaks, a control message). */
+  sendToServer(data: Buffer | string, binary: boolean): void {
+    if (this.upstream.readyState === WebSocket.OPEN) this.upstream.send(data, { binary });
+  }
+
   /** Closes the page's socket as the server would (and the upstream one with it). */
   closeFromServer(code = 1012, reason = 'server restarting'): void {
     this.client.close(code, reason);

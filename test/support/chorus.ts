@@ -9,6 +9,7 @@ import { createLlm } from '../../src/llm/chat.ts';
 import type { TtsEngine } from '../../src/speech/engine.ts';
 import type { WebSocketRouter } from '../../src/session/router.ts';
 import type { SttEngine } from '../../src/transcribe/engine.ts';
+import { loadTurnDetector } from '../../src/transcribe/turn-detector.ts';
 import { loadVad } from '../../src/transcribe/vad.ts';
 import { VoiceResolver } from '../../src/speech/voices.ts';
 import { eventually } from './eventually.ts';
@@ -33,7 +34,8 @@ export async function startChorus(opts: { database: Database; env?: Record<strin
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
   const repo = new Repo(opts.database);
   const tts = opts.tts && { engine: opts.tts, voices: new VoiceResolver(repo, opts.tts, logger, opts.clips), audioLeadMs: config.tts.audioLeadMs, lookahead: config.tts.lookahead };
-  const stt = opts.stt && { engine: opts.stt, vad: await loadVad(), config: config.stt };
+  const turnModel = config.stt.turnDetectorModel;
+  const stt = opts.stt && { engine: opts.stt, vad: await loadVad(), config: config.stt, turnDetector: turnModel === undefined ? undefined : await loadTurnDetector(turnModel) };
   const opened: WebSocketRouter[] = [];
   const sessions = new (class extends Set<WebSocketRouter> {
     override add(router: WebSocketRouter): this {

@@ -159,3 +159,17 @@ export function loudest(pcm: Int16Array, n: number): Int16Array {
   }
   return pcm.slice(at, at + n);
 }
+
+/**
+ * Sends PCM as a microphone does: `frameMs` frames at real-time pace (the pace is the input under
+ * test: pauses and the end of a turn are heard as the audio arrives, not as a burst). Resolves
+ * after the last frame.
+ */
+export async function streamRealtime(send: (frame: Buffer) => void, pcm: Int16Array, frameMs = 20): Promise<void> {
+  const start = performance.now();
+  for (const [i, frame] of frames(pcm, () => msToSamples(frameMs)).entries()) {
+    const wait = start + i * frameMs - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    send(frame);
+  }
+}

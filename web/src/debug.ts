@@ -18,6 +18,9 @@ export interface ChorusDebug {
     activeSources: number;
     /** Times playback was stopped (interrupt). */
     stops: number;
+    /** Times playback was paused (audio_paused) and resumed (audio_resumed). */
+    pauses: number;
+    resumes: number;
     /** message_ids whose audio was cancelled (the last 200). */
     cancelled: string[];
     /** message_ids in the order their first frame went on the clock. */
@@ -52,7 +55,7 @@ export interface ChorusDebug {
 }
 
 export const debug: ChorusDebug = {
-  playback: { scheduledFrames: 0, scheduledSeconds: 0, sampleRates: [], framesByMessage: {}, discardedFrames: 0, activeSources: 0, stops: 0, cancelled: [], order: [], underruns: 0, timeline: [] },
+  playback: { scheduledFrames: 0, scheduledSeconds: 0, sampleRates: [], framesByMessage: {}, discardedFrames: 0, activeSources: 0, stops: 0, pauses: 0, resumes: 0, cancelled: [], order: [], underruns: 0, timeline: [] },
   mic: { on: false, framesSent: 0, bytesSent: 0, frameBytes: [], contextRate: 0, trackId: '', level: 0 },
   connection: { state: 'connecting', history: [], sessions: 0, conversationId: null, sent: [] },
 };

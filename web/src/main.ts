@@ -227,6 +227,15 @@ class App {
       case 'interrupt_ack':
         this.player.interruptAcknowledged();
         return this.renderActivity();
+      case 'audio_paused':
+        // The user spoke over the reply: silent now, and the server learns exactly what was heard
+        // (kept if the interrupt completes; forgotten if the reply resumes).
+        this.player.pause();
+        for (const position of this.player.positions()) this.send({ type: 'playback_position', data: position });
+        return this.renderActivity();
+      case 'audio_resumed':
+        this.player.resume();
+        return this.renderActivity();
       case 'user_message_accepted':
         return this.chat.userAccepted(m.data.message_id, m.data.name);
       case 'message_truncated':

@@ -8,6 +8,11 @@
 // the next render quantum) and stops every scheduled source. Frames of cancelled messages that
 // still arrive are discarded, and while a local interrupt awaits its `interrupt_ack`, any
 // message that starts is treated as cancelled too.
+//
+// Pausing (the server's `audio_paused`, when the user speaks over a reply) silences playback at
+// once but keeps what was scheduled and not yet heard: each frame's unplayed part (from the exact
+// sample where the pause fell) and the frames that arrive meanwhile wait. `audio_resumed` puts
+// them back on the clock from there, so nothing is repeated or skipped; an interrupt drops them.
 import { audioContext } from './audio.ts';
 import { debug, remember } from './debug.ts';
 
@@ -20,18 +25,29 @@ interface StreamInfo {
   character_name: string;
 }
 
+/** A frame (or what was left of it at a pause) on the clock: its audio from `offset` s, from `startAt` (context time). */
+interface Scheduled {
+  buffer: AudioBuffer;
+  offset: number;
+  startAt: number;
+}
+
 interface QueuedMessage {
   id: string;
   sampleRate: number;
-  /** Frames received while an earlier message still had its stream open. */
+  /** Frames received while an earlier message still had its stream open, or while paused. */
   waiting: Float32Array[];
+  /** What a pause took off the clock, unheard: each frame's rest, in order (played first on resume). */
+  held: Array<{ buffer: AudioBuffer; offset: number }>;
   /** The server sent audio_stream_stop: no more frames will come. */
   complete: boolean;
-  sources: Set<AudioBufferSourceNode>;
+  sources: Map<AudioBufferSourceNode, Scheduled>;
   speaking: boolean;
   startTimer: number | undefined;
-  /** Every frame put on the clock: [start, duration] in context seconds (what was played of it, for playback_position). */
+  /** Every piece put on the clock since the last pause: [start, duration] in context seconds (for playback_position). */
   scheduled: Array<[number, number]>;
+  /** Seconds played before the last pause. */
+  playedBefore: number;
 }
 
 export interface PlayerEvents {
@@ -55,6 +71,8 @@ export class Player {
   /** Context time at which the next scheduled frame starts. */
   private nextTime = 0;
   private wasActive = false;
+  /** audio_paused came, and neither audio_resumed nor an interrupt yet. */
+  private paused = false;
 
   constructor(private readonly events: PlayerEvents) {}
 
@@ -74,7 +92,7 @@ export class Player {
       this.markCancelled(info.message_id); // no AudioBuffer can hold it; its frames are dropped
       return;
     }
-    this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], complete: false, sources: new Set(), speaking: false, startTimer: undefined, scheduled: [] });
+    this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], held: [], complete: false, sources: new Map(), speaking: false, startTimer: undefined, scheduled: [], playedBefore: 0 });
     this.activityChanged();
   }
 
@@ -93,7 +111,7 @@ export class Player {
     }
     const samples = pcm16ToFloat(data);
     if (samples.length === 0) return;
-    if (this.ready(message)) this.schedule(message, samples);
+    if (!this.paused && this.ready(message)) this.schedule(message, samples);
     else message.waiting.push(samples);
   }
 
@@ -111,6 +129,7 @@ export class Player {
   /** The server confirmed an interrupt (ours, or one it started itself): nothing queued survives. */
   interruptAcknowledged(): void {
     this.awaitingAck = false;
+    this.paused = false;
     if (this.queue.length > 0) this.stopAll();
   }
 
@@ -119,12 +138,39 @@ export class Player {
     this.cancelled.delete(messageId);
   }
 
-  /** How much of each queued message's audio has been played so far, in ms (sent as playback_position on interrupt). */
+  /** How much of each queued message's audio has been played so far, in ms (sent as playback_position on interrupt and pause). */
   positions(): Array<{ message_id: string; played_ms: number }> {
     const now = this.output ? audioContext().currentTime : 0;
     return this.queue
-      .filter((m) => m.scheduled.length > 0)
-      .map((m) => ({ message_id: m.id, played_ms: Math.round(m.scheduled.reduce((sum, [start, duration]) => sum + Math.min(duration, Math.max(0, now - start)), 0) * 1000) }));
+      .filter((m) => m.scheduled.length > 0 || m.playedBefore > 0)
+      .map((m) => ({ message_id: m.id, played_ms: Math.round((m.playedBefore + playedSince(m.scheduled, now)) * 1000) }));
+  }
+
+  /** Silences playback now, keeping every unplayed sample (audio_paused). */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    const now = this.output ? audioContext().currentTime : 0;
+    for (const message of this.queue) {
+      message.playedBefore += playedSince(message.scheduled, now);
+      message.scheduled = [];
+      const rests = [...message.sources.values()]
+        .sort((a, b) => a.startAt - b.startAt)
+        .filter((f) => now < f.startAt + f.buffer.duration - f.offset)
+        .map((f) => ({ buffer: f.buffer, offset: f.offset + Math.max(0, now - f.startAt) }));
+      this.stopSources(message);
+      message.held = [...rests, ...message.held];
+    }
+    this.disconnect();
+    debug.playback.pauses++;
+  }
+
+  /** Plays on from where pause() stopped (audio_resumed): the kept audio first, then what arrived meanwhile. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    debug.playback.resumes++;
+    this.pump();
   }
 
   // -- control ------------------------------------------------------------------------------
@@ -136,14 +182,9 @@ export class Player {
   stopAll(opts: { awaitAck?: boolean } = {}): void {
     if (opts.awaitAck) this.awaitingAck = true;
     const hadSound = this.queue.length > 0;
+    this.paused = false; // what was paused is cut
     for (const message of this.queue.splice(0)) this.silence(message);
-    // Disconnecting the shared output silences anything still scheduled from the next render
-    // quantum on, even a source whose stop() the audio thread has not yet processed.
-    if (this.output) {
-      this.output.disconnect();
-      this.output = undefined;
-    }
-    this.nextTime = 0;
+    this.disconnect();
     this.pendingFrameOf = undefined;
     if (hadSound) debug.playback.stops++;
     this.activityChanged();
@@ -182,8 +223,16 @@ export class Player {
   private silence(message: QueuedMessage): void {
     this.markCancelled(message.id);
     this.events.cancelled(message.id);
+    this.stopSources(message);
+    message.waiting = [];
+    message.held = [];
+  }
+
+  /** Stops every source of the message now (it is silent), and its speaking state with them. */
+  private stopSources(message: QueuedMessage): void {
     window.clearTimeout(message.startTimer);
-    for (const source of message.sources) {
+    message.startTimer = undefined;
+    for (const source of message.sources.keys()) {
       source.onended = null;
       try {
         source.stop();
@@ -194,35 +243,57 @@ export class Player {
       debug.playback.activeSources--;
     }
     message.sources.clear();
-    message.waiting = [];
     if (message.speaking) {
       message.speaking = false;
       this.events.speaking(message.id, false);
     }
   }
 
+  /**
+   * Disconnecting the shared output silences anything still scheduled from the next render
+   * quantum on, even a source whose stop() the audio thread has not yet processed.
+   */
+  private disconnect(): void {
+    if (this.output) {
+      this.output.disconnect();
+      this.output = undefined;
+    }
+    this.nextTime = 0;
+  }
+
+  /** A frame as it arrived: onto the clock. */
   private schedule(message: QueuedMessage, samples: Float32Array): void {
+    const buffer = audioContext().createBuffer(1, samples.length, message.sampleRate);
+    buffer.copyToChannel(samples as Float32Array<ArrayBuffer>, 0);
+    const stats = debug.playback;
+    const framesBefore = stats.framesByMessage[message.id] ?? 0;
+    if (framesBefore === 0) stats.order.push(message.id);
+    stats.framesByMessage[message.id] = framesBefore + 1;
+    stats.scheduledFrames++;
+    if (!stats.sampleRates.includes(message.sampleRate)) stats.sampleRates.push(message.sampleRate);
+    this.play(message, buffer, 0, framesBefore > 0);
+  }
+
+  /** Puts `buffer` from `offset` s on the clock, right after what is scheduled. `within`: not the message's first piece. */
+  private play(message: QueuedMessage, buffer: AudioBuffer, offset: number, within: boolean): void {
     const ctx = audioContext();
     if (!this.output) {
       this.output = ctx.createGain();
       this.output.connect(ctx.destination);
     }
-    const buffer = ctx.createBuffer(1, samples.length, message.sampleRate);
-    buffer.copyToChannel(samples as Float32Array<ArrayBuffer>, 0);
     const source = ctx.createBufferSource();
     source.buffer = buffer;
     source.connect(this.output);
+    const duration = buffer.duration - offset;
     // Back to back on the context clock; after an underrun (or from idle), a small lead.
     const startAt = Math.max(this.nextTime, ctx.currentTime + START_LEAD_S);
     const stats = debug.playback;
-    const framesBefore = stats.framesByMessage[message.id] ?? 0;
     // A gap inside one message means frames arrived slower than real time.
-    if (framesBefore > 0 && startAt > this.nextTime + 1e-6) stats.underruns++;
-    if (framesBefore === 0) stats.order.push(message.id);
-    source.start(startAt);
-    this.nextTime = startAt + buffer.duration;
-    message.scheduled.push([startAt, buffer.duration]);
-    message.sources.add(source);
+    if (within && this.nextTime > 0 && startAt > this.nextTime + 1e-6) stats.underruns++;
+    source.start(startAt, offset);
+    this.nextTime = startAt + duration;
+    message.scheduled.push([startAt, duration]);
+    message.sources.set(source, { buffer, offset, startAt });
     source.onended = () => {
       message.sources.delete(source);
       debug.playback.activeSources--;
@@ -237,12 +308,9 @@ export class Player {
       }, Math.max(0, (startAt - ctx.currentTime) * 1000));
     }
 
-    remember(stats.timeline, [message.id, ctx.currentTime, startAt, startAt + buffer.duration], 2000);
-    stats.scheduledFrames++;
-    stats.scheduledSeconds += buffer.duration;
+    remember(stats.timeline, [message.id, ctx.currentTime, startAt, startAt + duration], 2000);
+    stats.scheduledSeconds += duration;
     stats.activeSources++;
-    stats.framesByMessage[message.id] = framesBefore + 1;
-    if (!stats.sampleRates.includes(message.sampleRate)) stats.sampleRates.push(message.sampleRate);
   }
 
   /** Whether every message before this one has its stream complete, so its frames go on the clock now. */
@@ -259,12 +327,13 @@ export class Player {
    * go of messages that are complete and have finished playing.
    */
   private pump(): void {
-    for (const message of this.queue) {
+    for (const message of this.paused ? [] : this.queue) {
+      for (const rest of message.held.splice(0)) this.play(message, rest.buffer, rest.offset, true);
       for (const samples of message.waiting.splice(0)) this.schedule(message, samples);
       if (!message.complete) break;
     }
     for (const message of [...this.queue]) {
-      if (!message.complete || message.sources.size > 0 || message.waiting.length > 0) continue;
+      if (!message.complete || message.sources.size > 0 || message.waiting.length > 0 || message.held.length > 0) continue;
       this.queue.splice(this.queue.indexOf(message), 1);
       window.clearTimeout(message.startTimer);
       if (message.speaking) {
@@ -285,6 +354,11 @@ export class Player {
     this.wasActive = active;
     this.events.activity(active);
   }
+}
+
+/** Seconds played by `now` of pieces on the clock ([start, duration], context seconds). */
+function playedSince(scheduled: Array<[number, number]>, now: number): number {
+  return scheduled.reduce((sum, [start, duration]) => sum + Math.min(duration, Math.max(0, now - start)), 0);
 }
 
 /** PCM16 little-endian → float samples in [-1, 1). An odd trailing byte is ignored. */
