@@ -594,7 +594,7 @@ describe('connection', () => {
   });
 
   test('a socket that stops answering pings is declared dead and replaced; settings are sent again on connect', async () => {
-    const first = await openApp('?heartbeat=400');
+    const first = await openApp('?heartbeat=1500');
     // Settings are remembered and sent on every connect.
     await page.locator('.nav-settings').click();
     await page.locator('input[name="temperature"]').fill('1.3');
@@ -605,7 +605,7 @@ describe('connection', () => {
     // The server goes silent (no pong): the client gives up on the socket and reconnects.
     await proxy.waitFor(() => first.clientMessages('ping')[0], 'a ping from the page');
     proxy.policy = (_frame, conn) => (conn === first ? 'drop' : 'pass');
-    await page.waitForFunction(() => window.__chorus.connection.sessions === 2 && window.__chorus.connection.state === 'connected', undefined, { timeout: 10_000 });
+    await page.waitForFunction(() => window.__chorus.connection.sessions === 2 && window.__chorus.connection.state === 'connected', undefined, { timeout: 20_000 });
     const second = proxy.last;
     assert.notEqual(second, first);
     await proxy.waitFor(() => second.clientMessages('model_settings').find((m) => m.data?.temperature === 1.3), 'model_settings again');
