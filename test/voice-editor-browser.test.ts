@@ -288,8 +288,10 @@ describe('the character editor', () => {
       return c.narration === 'narrated' ? c : undefined;
     }, 'the character to be saved');
     assert.deepEqual([saved.narration, saved.narrator_voice, saved.style], ['narrated', 'teller', { emotion: 'elation', style: null, prosody: ['pitch_high'] }]);
-    // Back to the defaults: null again.
-    const again = page.locator('form.char-form', { hasText: 'Edit Ada' });
+    // Back to the defaults: null again, on the form the page re-renders from the saved
+    // character (an edit made before that re-render would be thrown away with the old form).
+    const again = page.locator(`form.char-form[data-updated-at="${new Date(saved.updated_at).toISOString()}"]`);
+    await again.waitFor();
     await again.locator('select[name="narration"]').selectOption('');
     await again.locator('select[name="narrator_voice"]').selectOption('');
     await again.locator('select[name="style_emotion"]').selectOption('');
