@@ -61,6 +61,8 @@ export interface SessionDeps {
   rateLimits: RateLimits;
   /** DATA_DIR's dead-letter file for messages the database refuses; absent: the error log only. */
   spool?: MessageSpool | undefined;
+  /** What the server can do right now (LLM state, speech input), sent in the `session` greeting. */
+  capabilities?: (() => p.Capabilities) | undefined;
 }
 
 interface Request {
@@ -327,6 +329,7 @@ export class WebSocketRouter {
         active_characters: this.cast,
         model_settings: this.chat.settings,
         cast_settings: this.castState.settings,
+        ...(this.deps.capabilities ? { capabilities: this.deps.capabilities() } : {}),
       },
     });
     this.logger.info('session started');
