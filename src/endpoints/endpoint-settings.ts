@@ -67,6 +67,7 @@ export class EndpointSettings {
   async load(): Promise<void> {
     for (const row of await this.deps.database.db.select().from(endpointSettings)) this.saved.set(row.kind, await this.opened(row));
     for (const kind of this.saved.keys()) await this.apply(kind);
+    if (!this.saved.has('llm')) this.recheckLlm(); // applyLlm checks a saved one
     this.deps.logger.info({ saved: [...this.saved.keys()], secrets: this.deps.box.source }, 'endpoint settings');
   }
 
@@ -192,6 +193,10 @@ export class EndpointSettings {
     // The one Llm object every session holds: its fields change in place.
     Object.assign(this.deps.llm, createLlm({ ...this.deps.config.llm, baseUrl: e.baseUrl, apiKey: e.apiKey, model: e.model }));
     this.llmState = this.deps.llm.client ? 'unknown' : 'not_configured';
+    this.recheckLlm();
+  }
+
+  private recheckLlm(): void {
     void this.checkLlm().catch((err: unknown) => this.deps.logger.warn({ err }, 'checking the LLM failed'));
   }
 
