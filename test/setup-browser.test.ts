@@ -128,7 +128,7 @@ async function closePanel(cls: string): Promise<void> {
 }
 
 async function shot(name: string, size: (typeof SIZES)[number]): Promise<void> {
-  if (SCREENSHOT_DIR) await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}-${size.name}.png`) });
+  if (SCREENSHOT_DIR) await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}-${size.name}.png`), animations: 'disabled' });
 }
 
 /**
@@ -220,7 +220,7 @@ for (const size of SIZES) {
       await llm.locator('input[name="model"]').fill('test-model');
       await llm.locator('.test-endpoint').click();
       await llm.locator('.endpoint-result[data-ok="true"]', { hasText: 'test-model' }).waitFor();
-      await shot('connection', size);
+      await shot('connection-tested', size);
       await llm.locator('.save-endpoint').click();
       await llm.locator('.endpoint-result', { hasText: 'Saved: the language model answers.' }).waitFor();
       assert.match((await llm.locator('input[name="api_key"]').getAttribute('placeholder')) ?? '', /ends in k3y9/);
@@ -260,7 +260,6 @@ for (const size of SIZES) {
       await openApp(chorus);
       await page.locator('.listening-btn').click();
       await page.locator('dialog.listening-panel input[name="muted"]').check();
-      await shot('listening', size);
       await closePanel('listening-panel');
       assert.equal(await page.evaluate(() => window.__chorus.listening?.muted), true);
 

@@ -382,9 +382,10 @@ class App {
   }
 
   private onState(state: ConnectionState): void {
+    // The same state again is a re-render (the capabilities changed), not a new state.
+    if (state !== this.lastState) remember(debug.connection.history, state.kind, 100);
     this.lastState = state;
     debug.connection.state = state.kind;
-    remember(debug.connection.history, state.kind, 100);
     window.clearInterval(this.countdownTimer);
     const render = () => {
       const seconds = state.kind === 'reconnecting' ? Math.max(0, Math.ceil((state.at - Date.now()) / 1000)) : 0;
