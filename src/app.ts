@@ -134,7 +134,8 @@ export async function buildApp(deps: AppDeps) {
   // The connection panel's endpoints: saved ones replace the environment's in the live engines
   // (deps.llm in place, deps.tts's openai engine, deps.stt for sessions opened from now on).
   const endpoints = new EndpointSettings({ database: deps.database, config, box: new SecretBox(config.secretsKey, config.dataDir), llm: deps.llm, tts: deps.tts, sttHost: deps, logger: deps.logger });
-  await endpoints.load();
+  // A database that cannot be read now must not keep the server down: the environment's endpoints serve meanwhile.
+  await endpoints.load().catch((err: unknown) => deps.logger.error({ err }, 'reading the saved endpoint settings failed; using the environment\'s'));
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
   app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));
