@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
+import { loadConfig } from '../src/config.ts';
 import type { Database } from '../src/db/client.ts';
+import { createTtsEngine } from '../src/speech/tts.ts';
 import type { EndpointsView, EndpointTestResult } from '../src/protocol.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { TestClient } from './support/client.ts';
@@ -41,8 +43,8 @@ after(async () => {
   await closeTestDatabases();
 });
 
-async function start(env: Record<string, string> = {}): Promise<ChorusUnderTest> {
-  const chorus = await startChorus({ database, env: { LLM_BASE_URL: NOWHERE, LLM_API_KEY: '', SECRETS_KEY, ...env } });
+async function start(env: Record<string, string> = {}, tts?: Awaited<ReturnType<typeof createTtsEngine>>): Promise<ChorusUnderTest> {
+  const chorus = await startChorus({ database, env: { LLM_BASE_URL: NOWHERE, LLM_API_KEY: '', SECRETS_KEY, ...env }, ...(tts ? { tts } : {}) });
   running.push(chorus);
   return chorus;
 }
@@ -193,6 +195,35 @@ describe('endpoint settings over REST', () => {
     } finally {
       for (const c of clients) await c.close();
       await stop(chorus);
+    }
+  });
+
+  test('speech output saved from the panel speaks the next sentence through the new server, with its key and default voice', async () => {
+    // The engines as the server builds them: espeak, and the openai engine at an address where nothing listens.
+    const registry = await createTtsEngine(loadConfig({ TTS_ENGINE: 'openai', TTS_BASE_URL: NOWHERE, ESPEAK_WORKERS: '1' }).tts);
+    assert.ok(registry);
+    const chorus = await start({}, registry);
+    const clients: TestClient[] = [];
+    try {
+      const client = await TestClient.connect(chorus.wsUrl);
+      clients.push(client);
+      const tested = await call<EndpointTestResult>(chorus, 'POST', '/api/endpoints/tts/test', { base_url: engines.baseUrl, model: 'tts-1', api_key: KEY, voice: 'nova' });
+      assert.equal(tested.body.ok, true, tested.body.message);
+      const saved = await call<EndpointsView>(chorus, 'PUT', '/api/endpoints/tts', { base_url: engines.baseUrl, model: 'tts-1', api_key: KEY, voice: 'nova' });
+      assert.equal(saved.status, 200, saved.text);
+      assert.equal(saved.body.tts.active, true);
+      engines.reset();
+      // The session opened before the save: its next sentence goes to the new server.
+      client.send({ type: 'preview_voice', data: { voice: { engine: 'openai' }, text: 'Testing the new voice.' } });
+      await client.waitFor((f) => f.type === 'audio_stream_stop', 'the preview audio');
+      const [request] = await engines.speech.waitForRequests(1);
+      assert.equal(request?.headers.authorization, `Bearer ${KEY}`);
+      assert.equal(request?.body.voice, 'nova');
+      assert.equal(request?.body.input, 'Testing the new voice.');
+    } finally {
+      for (const c of clients) await c.close();
+      await stop(chorus);
+      await registry.close();
     }
   });
 
