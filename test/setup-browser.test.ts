@@ -48,6 +48,7 @@ declare global {
     /** The loudest sample heard at the output, and how many times it was sampled while sources played. */
     __output: { peak: number; samplesWhilePlaying: number; reset(): void };
     __gumCalls: MediaStreamConstraints[];
+    __rates: number[];
   }
 }
 
@@ -164,6 +165,13 @@ function tapOutput(): void {
     }
     return connect.call(this, destination, ...rest);
   } as typeof AudioNode.prototype.connect;
+  // Every AudioBufferSourceNode.start(): the rate it plays at.
+  window.__rates = [];
+  const start = AudioBufferSourceNode.prototype.start as (this: AudioBufferSourceNode, ...args: unknown[]) => void;
+  AudioBufferSourceNode.prototype.start = function (this: AudioBufferSourceNode, ...args: unknown[]) {
+    window.__rates.push(this.playbackRate.value);
+    return start.call(this, ...args);
+  } as typeof AudioBufferSourceNode.prototype.start;
   // getUserMedia's constraints, as the page asked for them.
   window.__gumCalls = [];
   const media = navigator.mediaDevices;
@@ -282,6 +290,36 @@ for (const size of SIZES) {
       await page.evaluate(() => window.__output.reset());
       await send('Mira, say it again.');
       await page.waitForFunction(() => window.__output.peak > 0.01, undefined, { timeout: 20_000 });
+    });
+
+    test('speech off drops a reply’s audio; auto-play off holds the next until Play; at 1.5× its sources play at that rate', async () => {
+      const chorus = await serve({ LLM_BASE_URL: engines.baseUrl, LLM_API_KEY: KEY }, { speech: true });
+      await newPage(size);
+      await openApp(chorus);
+      await page.locator('.listening-btn').click();
+      await page.locator('dialog.listening-panel input[name="speech"]').uncheck();
+      await closePanel('listening-panel');
+      await send('Mira, say one thing.');
+      await page.locator('.msg-char .msg-text', { hasText: 'Reply to: Mira, say one thing.' }).waitFor();
+      await page.waitForFunction(() => window.__chorus.playback.discardedFrames >= 5, undefined, { timeout: 20_000 });
+      assert.equal(await page.evaluate(() => window.__chorus.playback.scheduledFrames), 0, 'speech off, yet audio was scheduled');
+      assert.deepEqual(await page.evaluate(() => window.__rates), []);
+
+      await page.locator('.listening-btn').click();
+      await page.locator('dialog.listening-panel input[name="speech"]').check();
+      await page.locator('dialog.listening-panel input[name="autoplay"]').uncheck();
+      await page.locator('dialog.listening-panel select[name="rate"]').selectOption('1.5');
+      await closePanel('listening-panel');
+      await send('Mira, say another thing.');
+      await page.locator('.msg-char .msg-text', { hasText: 'Reply to: Mira, say another thing.' }).waitFor();
+      const play = page.locator('.play-held');
+      await play.waitFor();
+      assert.equal(await page.evaluate(() => window.__chorus.playback.scheduledFrames), 0, 'auto-play off, yet the reply started');
+      await play.click();
+      await page.waitForFunction(() => window.__chorus.playback.scheduledFrames > 0);
+      await play.waitFor({ state: 'hidden' });
+      const rates = await page.evaluate(() => window.__rates);
+      assert.ok(rates.length > 0 && rates.every((r) => r === 1.5), `source rates ${JSON.stringify(rates)}`);
     });
 
     test('the chosen microphone’s deviceId goes into getUserMedia, the level meter moves, and the choice is kept', async () => {

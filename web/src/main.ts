@@ -146,6 +146,7 @@ class App {
     this.applyListening(this.listening.prefs);
     this.playButton.onclick = () => {
       this.player.playHeld();
+      this.playButton.hidden = true;
       this.renderActivity();
     };
     root.replaceChildren(this.layout());
