@@ -136,6 +136,11 @@ export async function buildApp(deps: AppDeps) {
   const endpoints = new EndpointSettings({ database: deps.database, config, box: new SecretBox(config.secretsKey, config.dataDir), llm: deps.llm, tts: deps.tts, sttHost: deps, logger: deps.logger });
   // A database that cannot be read now must not keep the server down: the environment's endpoints serve meanwhile.
   await endpoints.load().catch((err: unknown) => deps.logger.error({ err }, 'reading the saved endpoint settings failed; using the environment\'s'));
+  // Every open session learns at once (the first screen, the mic button follow it).
+  const unwatch = endpoints.onChange((data) => {
+    for (const session of deps.sessions ?? []) session.capabilitiesChanged(data);
+  });
+  app.addHook('onClose', async () => unwatch());
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
   app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));

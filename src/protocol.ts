@@ -613,6 +613,8 @@ export const serverMessageSchemas = {
       capabilities: capabilitiesSchema.optional(),
     }),
   ),
+  /** What the server can do changed (the connection panel, or the LLM check finished): pushed to every session. */
+  capabilities: withData('capabilities', capabilitiesSchema),
   stt_update: msg('stt_update', { text: z.string() }),
   stt_stabilized: msg('stt_stabilized', { text: z.string() }),
   stt_final: msg('stt_final', { text: z.string() }),

@@ -97,6 +97,8 @@ describe('endpoint settings over REST', () => {
       const saved = await call<EndpointsView>(chorus, 'PUT', '/api/endpoints/llm', { base_url: engines.baseUrl, model: 'tiny-model', api_key: KEY });
       assert.equal(saved.status, 200, saved.text);
       assert.equal(saved.body.capabilities.llm, 'ready');
+      // The open session is told at once.
+      await first.waitFor((f) => f.type === 'capabilities' && f.data.llm === 'ready', 'capabilities with the LLM ready');
       assert.equal(saved.body.llm.source, 'saved');
       assert.deepEqual(saved.body.llm.api_key, { set: true, last4: 'wxyz' });
       assert.ok(!saved.text.includes(KEY.slice(0, -4)), 'the answer holds the key');

@@ -55,6 +55,19 @@ export interface EndpointSettingsDeps {
 export class EndpointSettings {
   private readonly saved = new Map<EndpointKind, Saved>();
   private llmState: LlmState = 'unknown';
+  private readonly listeners = new Set<(caps: Capabilities) => void>();
+
+  /** Called with the capabilities whenever they change (the app pushes them to every session). */
+  onChange(listener: (caps: Capabilities) => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  /** Each session compares with what it was told, so listeners may hear the same capabilities twice. */
+  private changed(): void {
+    const caps = this.capabilities();
+    for (const listener of this.listeners) listener(caps);
+  }
 
   /** Speech input as the environment set it up, for when saved settings are deleted. */
   private readonly environmentStt: SessionDeps['stt'];
@@ -115,6 +128,7 @@ export class EndpointSettings {
     await this.apply(kind);
   }
 
+  /** What the server can do now: the `session` greeting and the `capabilities` message carry it. */
   capabilities(): Capabilities {
     return { llm: this.llmState, speech_input: this.deps.sttHost.stt !== undefined, speech_output: this.deps.tts !== undefined };
   }
@@ -126,6 +140,7 @@ export class EndpointSettings {
     const before = llm.client;
     const state = await probeLlm(this.current('llm'));
     if (llm.client === before) this.llmState = state; // a save while it ran has checked again
+    this.changed();
     return state;
   }
 
@@ -184,9 +199,10 @@ export class EndpointSettings {
   /** Puts the current settings of one kind into the live engines. */
   private async apply(kind: EndpointKind): Promise<void> {
     const e = this.current(kind);
-    if (kind === 'llm') return this.applyLlm(e);
-    if (kind === 'tts') return this.applyTts(e);
-    return this.applyStt(e);
+    if (kind === 'llm') await this.applyLlm(e);
+    else if (kind === 'tts') await this.applyTts(e);
+    else await this.applyStt(e);
+    this.changed();
   }
 
   private async applyLlm(e: Endpoint): Promise<void> {

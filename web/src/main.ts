@@ -231,6 +231,8 @@ class App {
     switch (m.type) {
       case 'session':
         return this.onSession(m);
+      case 'capabilities':
+        return this.applyCapabilities(m.data);
       case 'text_stream_start':
         this.player.reuse(m.data.message_id); // a regenerated or continued message streams again under its id
         this.chat.streamStart(m.data);
