@@ -1,0 +1,152 @@
+// The turn lock: turns on one conversation never run at once in two sessions, of this process or
+// of any other on the same PostgreSQL. In-process, sessions queue per conversation on a promise
+// chain; across processes, the holder also takes a PostgreSQL session-level advisory lock keyed
+// by the conversation, on a connection of its own held for the turn (a blocked pg_advisory_lock
+// is the wait; a connection that dies, with its process, releases it). A wait is cut short when
+// the waiting session closes. Embedded PGlite (one process) needs only the in-process queue.
+import pg from 'pg';
+
+/** Advisory lock namespace (the first key of the two-key form; the second is hashtext(id)). */
+const TURN_LOCK_NAMESPACE = 7_245_002;
+
+/**
+ * Connections for held or awaited turn locks. A waiting turn holds one too; when all are taken a
+ * turn waits for one (not for the query pool, which storage keeps using meanwhile).
+ */
+const LOCK_CONNECTIONS = 32;
+
+export interface HeldTurnLock {
+  /** The lock was held by another session when asked for: its changes may have to be read. */
+  waited: boolean;
+  /** Other processes may have held it (PostgreSQL is shared): the history should be re-read. */
+  shared: boolean;
+  release(): Promise<void>;
+}
+
+export class TurnLocks {
+  /** Per conversation, the promise that settles when the last session queued for it is done. */
+  private readonly local = new Map<string, Promise<void>>();
+  private pool: pg.Pool | undefined;
+
+  /** Across processes from now on: advisory locks on this PostgreSQL server. */
+  useDatabase(databaseUrl: string): void {
+    this.pool = new pg.Pool({
+      connectionString: databaseUrl,
+      max: LOCK_CONNECTIONS,
+      idleTimeoutMillis: 10_000,
+      allowExitOnIdle: true,
+      application_name: `chorus-turn-lock-${process.pid}`,
+    });
+    this.pool.on('error', () => {}); // an idle connection dropped: the next turn connects anew
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.end().catch(() => {});
+  }
+
+  /** Waits until this session may run a turn on the conversation; rejects if `signal` aborts first. */
+  async acquire(conversationId: string, signal: AbortSignal): Promise<HeldTurnLock> {
+    signal.throwIfAborted();
+    const { waited: waitedHere, release: releaseHere } = await this.queueHere(conversationId, signal);
+    if (!this.pool) return { waited: waitedHere, shared: false, release: async () => releaseHere() };
+    try {
+      const held = await this.lockInDatabase(this.pool, conversationId, signal);
+      return {
+        waited: waitedHere || held.waited,
+        shared: true,
+        release: async () => {
+          try {
+            await held.release();
+          } finally {
+            releaseHere();
+          }
+        },
+      };
+    } catch (error) {
+      releaseHere();
+      throw error;
+    }
+  }
+
+  /** The in-process queue of one conversation. */
+  private async queueHere(id: string, signal: AbortSignal): Promise<{ waited: boolean; release: () => void }> {
+    const before = this.local.get(id);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = (before ?? Promise.resolve()).then(() => mine);
+    this.local.set(id, tail);
+    void tail.then(() => {
+      if (this.local.get(id) === tail) this.local.delete(id);
+    });
+    if (before) {
+      try {
+        await untilAborted(before, signal);
+      } catch (error) {
+        release(); // who queued after us waits only for those before us
+        throw error;
+      }
+    }
+    return { waited: before !== undefined, release };
+  }
+
+  private async lockInDatabase(pool: pg.Pool, id: string, signal: AbortSignal): Promise<{ waited: boolean; release: () => Promise<void> }> {
+    const client = await pool.connect();
+    if (signal.aborted) {
+      client.release();
+      throw signal.reason;
+    }
+    let broken = false;
+    // Closing the connection is what cuts a blocked pg_advisory_lock short (and frees the lock).
+    const abort = () => {
+      broken = true;
+      client.release(new Error('turn lock wait aborted'));
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      const keys = [TURN_LOCK_NAMESPACE, id];
+      const tried = await client.query<{ ok: boolean }>('select pg_try_advisory_lock($1, hashtext($2)) as ok', keys);
+      const waited = tried.rows[0]?.ok !== true;
+      if (waited) await client.query('select pg_advisory_lock($1, hashtext($2))', keys);
+      signal.removeEventListener('abort', abort);
+      return {
+        waited,
+        release: async () => {
+          try {
+            await client.query('select pg_advisory_unlock($1, hashtext($2))', keys);
+            client.release();
+          } catch (error) {
+            client.release(error instanceof Error ? error : new Error(String(error))); // the connection goes, and its lock with it
+          }
+        },
+      };
+    } catch (error) {
+      signal.removeEventListener('abort', abort);
+      if (!broken) client.release(error instanceof Error ? error : new Error(String(error)));
+      throw signal.aborted ? signal.reason : error;
+    }
+  }
+}
+
+/** Resolves with `promise`, or rejects when `signal` aborts first. */
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(
+      () => {
+        signal.removeEventListener('abort', abort);
+        resolve();
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** The process's turn locks: in-process until main.ts gives it the PostgreSQL server. */
+export const turnLocks = new TurnLocks();
