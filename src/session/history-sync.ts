@@ -18,8 +18,13 @@ export interface HistorySyncDeps {
   send: (message: ServerMessage) => void;
 }
 
-const sameEntry = (m: Message, entry: { content: string; name: string; alternatives?: string[] } | undefined) =>
+type Entry = { content: string; name: string; alternatives?: string[] };
+
+const sameEntry = (m: Message, entry: Entry | undefined) =>
   entry !== undefined && entry.content === m.content && (m.name === null || entry.name === m.name) && (entry.alternatives ?? []).length === m.alternatives.length;
+
+/** The live history has this stored message as it is (a notice of it is old news). */
+export const knows = (chat: ChatLLM, m: Message) => sameEntry(m, chat.history.find((h) => h.message_id === m.message_id));
 
 export async function syncHistory(deps: HistorySyncDeps): Promise<void> {
   const { chat, conversationId } = deps;

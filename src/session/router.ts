@@ -11,7 +11,7 @@ import { crudChanges, isCrudType, type MessageChange, runCrud } from '../db/hand
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
-import { syncHistory } from './history-sync.ts';
+import { knows, syncHistory } from './history-sync.ts';
 import { worldOf } from '../llm/lorebook.ts';
 import { metrics } from '../metrics.ts';
 import * as p from '../protocol.ts';
@@ -533,7 +533,8 @@ export class WebSocketRouter {
       if (e instanceof NotFoundError) return undefined; // deleted since: its own notice follows
       throw e;
     });
-    if (!message || message.conversation_id !== this.conversation.id || !this.chat.takeMessage(message)) return;
+    // Read again by syncHistory since (after a turn lock wait, a re-sync): told once.
+    if (!message || message.conversation_id !== this.conversation.id || knows(this.chat, message) || !this.chat.takeMessage(message)) return;
     this.send({ type: change.op === 'added' ? 'message_added' : 'message_updated', data: message });
   }
 
