@@ -75,6 +75,7 @@ export class ChangeBus {
     // busy pool never holds a notice back.
     this.pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 1, allowExitOnIdle: true, application_name: `chorus-notify-${process.pid}` });
     this.pool.on('error', () => {}); // a dropped idle connection: the next NOTIFY connects anew
+    this.pool.on('connect', (client) => client.on('error', () => {})); // a NOTIFY in flight fails on its own and is logged
   }
 
   /** Listens (resolves once the LISTEN is in place) and starts sending this process's changes. */

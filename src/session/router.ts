@@ -855,7 +855,10 @@ export class WebSocketRouter {
       lock = await turnLocks.acquire(conversationId, this.closeController.signal);
     } catch (error) {
       if (this.closeController.signal.aborted) return false;
-      throw error;
+      // The database is out of reach: the turn runs unserialized rather than not at all (its
+      // messages wait in the conversation log, as they would anyway).
+      this.logger.warn({ err: error }, 'the turn lock could not be taken; the turn runs without it');
+      return true;
     }
     if (this.closing || this.conversation.id !== conversationId) {
       await lock.release();

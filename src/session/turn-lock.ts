@@ -15,6 +15,9 @@ const TURN_LOCK_NAMESPACE = 7_245_002;
  */
 const LOCK_CONNECTIONS = 32;
 
+/** How long connecting, or asking for a free lock, may take before the turn goes on without it. */
+const CONNECT_TIMEOUT_MS = 2000;
+
 export interface HeldTurnLock {
   /** The lock was held by another session when asked for: its changes may have to be read. */
   waited: boolean;
@@ -34,10 +37,15 @@ export class TurnLocks {
       connectionString: databaseUrl,
       max: LOCK_CONNECTIONS,
       idleTimeoutMillis: 10_000,
+      // An unreachable database must not hold the turn up for long: it runs without the lock.
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       allowExitOnIdle: true,
       application_name: `chorus-turn-lock-${process.pid}`,
     });
     this.pool.on('error', () => {}); // an idle connection dropped: the next turn connects anew
+    // A connection lost while its lock is held (or awaited) emits 'error' on its client; the
+    // query waiting on it fails on its own, and the lock went with the connection.
+    this.pool.on('connect', (client) => client.on('error', () => {}));
   }
 
   async close(): Promise<void> {
@@ -106,7 +114,9 @@ export class TurnLocks {
     signal.addEventListener('abort', abort, { once: true });
     try {
       const keys = [TURN_LOCK_NAMESPACE, id];
-      const tried = await client.query<{ ok: boolean }>('select pg_try_advisory_lock($1, hashtext($2)) as ok', keys);
+      // query_timeout is a per-query option of node-postgres its types leave out.
+      const tryLock = { text: 'select pg_try_advisory_lock($1, hashtext($2)) as ok', values: keys, query_timeout: CONNECT_TIMEOUT_MS } as pg.QueryConfig;
+      const tried = await client.query<{ ok: boolean }>(tryLock);
       const waited = tried.rows[0]?.ok !== true;
       if (waited) await client.query('select pg_advisory_lock($1, hashtext($2))', keys);
       signal.removeEventListener('abort', abort);
