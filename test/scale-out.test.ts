@@ -133,7 +133,7 @@ describe('several processes on one PostgreSQL', needsPostgres, () => {
     if (BASE_URL) await onServer(`drop database if exists ${databaseName} with (force)`);
   });
 
-  test('a character change made through one process (REST, then WebSocket CRUD) reaches the sessions of the others as their new cast', async () => {
+  test('a character change made through one process (REST, then WebSocket CRUD: renamed, switched off) reaches the sessions of the others as their new cast', async () => {
     const [p0, p1, p2] = servers as [ServerProcess, ServerProcess, ServerProcess];
     const onP1 = await connect(p1);
     const onP2 = await connect(p2);
@@ -143,6 +143,10 @@ describe('several processes on one PostgreSQL', needsPostgres, () => {
     await castBecomes(onP2, ['Ada', name]);
 
     const writer = await connect(p0);
+    const renamed = await writer.request({ type: 'update_character', data: { id: bea.id, name: `${name} B.` } });
+    assert.equal(renamed.type, 'character_updated');
+    await castBecomes(onP1, ['Ada', `${name} B.`]);
+    await castBecomes(onP2, ['Ada', `${name} B.`]);
     const updated = await writer.request({ type: 'update_character', data: { id: bea.id, is_active: false } });
     assert.equal(updated.type, 'character_updated');
     await castBecomes(onP1, ['Ada']);

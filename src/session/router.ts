@@ -602,9 +602,10 @@ export class WebSocketRouter {
     return this.playout.idle();
   }
 
-  /** Runs a change of the cast; tells the client the new cast if its members changed (who, or in what order). */
+  /** Runs a change of the cast; tells the client the new cast if its members changed (who, in what order, or their records). */
   private castChange(change: () => void): void {
-    const ids = () => this.cast.map((c) => c.id).join('\n');
+    // Who, in what order, and each member's record as of its last change (a rename, a new voice: in any process).
+    const ids = () => this.cast.map((c) => `${c.id} ${c.updated_at}`).join('\n');
     const before = ids();
     change();
     if (ids() !== before) this.send({ type: 'active_characters_data', data: this.cast });
