@@ -30,9 +30,11 @@ export class TurnLocks {
   /** Per conversation, the promise that settles when the last session queued for it is done. */
   private readonly local = new Map<string, Promise<void>>();
   private pool: pg.Pool | undefined;
+  private databaseUrl: string | undefined;
 
   /** Across processes from now on: advisory locks on this PostgreSQL server. */
   useDatabase(databaseUrl: string): void {
+    this.databaseUrl = databaseUrl;
     this.pool = new pg.Pool({
       connectionString: databaseUrl,
       max: LOCK_CONNECTIONS,
@@ -46,6 +48,22 @@ export class TurnLocks {
     // A connection lost while its lock is held (or awaited) emits 'error' on its client; the
     // query waiting on it fails on its own, and the lock went with the connection.
     this.pool.on('connect', (client) => client.on('error', () => {}));
+  }
+
+  /** Cancels the query a lock connection is waiting in. */
+  private async cancel(client: pg.PoolClient): Promise<void> {
+    const pid = (client as unknown as { processID?: number }).processID;
+    if (!this.databaseUrl || pid === undefined) return;
+    const canceller = new pg.Client({ connectionString: this.databaseUrl, application_name: `chorus-turn-lock-${process.pid}` });
+    canceller.on('error', () => {});
+    try {
+      await canceller.connect();
+      await canceller.query('select pg_cancel_backend($1)', [pid]);
+    } catch {
+      // the wait ends with the lock then, and the lock is let go at once (see lockInDatabase)
+    } finally {
+      await canceller.end().catch(() => {});
+    }
   }
 
   async close(): Promise<void> {
@@ -105,11 +123,13 @@ export class TurnLocks {
       client.release();
       throw signal.reason;
     }
-    let broken = false;
-    // Closing the connection is what cuts a blocked pg_advisory_lock short (and frees the lock).
+    // PostgreSQL does not notice a client gone while its backend waits for a lock, so closing
+    // the connection would leave the wait in place: the waiting query is cancelled instead
+    // (pg_cancel_backend, from a connection of its own: the pool may be all waiters), then the
+    // connection is closed.
+    let waiting = false;
     const abort = () => {
-      broken = true;
-      client.release(new Error('turn lock wait aborted'));
+      if (waiting) void this.cancel(client);
     };
     signal.addEventListener('abort', abort, { once: true });
     try {
@@ -118,8 +138,13 @@ export class TurnLocks {
       const tryLock = { text: 'select pg_try_advisory_lock($1, hashtext($2)) as ok', values: keys, query_timeout: CONNECT_TIMEOUT_MS } as pg.QueryConfig;
       const tried = await client.query<{ ok: boolean }>(tryLock);
       const waited = tried.rows[0]?.ok !== true;
-      if (waited) await client.query('select pg_advisory_lock($1, hashtext($2))', keys);
+      if (waited && !signal.aborted) {
+        waiting = true;
+        await client.query('select pg_advisory_lock($1, hashtext($2))', keys).finally(() => (waiting = false));
+      }
       signal.removeEventListener('abort', abort);
+      // Given up just as it was granted: not kept (the catch below closes the connection, and the lock goes with it).
+      if (signal.aborted) throw signal.reason;
       return {
         waited,
         release: async () => {
@@ -133,7 +158,8 @@ export class TurnLocks {
       };
     } catch (error) {
       signal.removeEventListener('abort', abort);
-      if (!broken) client.release(error instanceof Error ? error : new Error(String(error)));
+      // Closed, not reused: it may hold the lock (granted as the wait was given up).
+      client.release(error instanceof Error ? error : new Error(String(error)));
       throw signal.aborted ? signal.reason : error;
     }
   }
