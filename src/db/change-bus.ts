@@ -130,7 +130,8 @@ export class ChangeBus {
 
   /** Opens the dedicated LISTEN connection; when it is lost, reconnects (with backoff) and re-syncs. */
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.opts.databaseUrl, application_name: `chorus-listen-${process.pid}` });
+    // keepAlive: a connection that dies silently (no reset from a lost network) is noticed, and re-established.
+    const client = new pg.Client({ connectionString: this.opts.databaseUrl, application_name: `chorus-listen-${process.pid}`, keepAlive: true });
     let lost = false;
     const onLost = (err?: unknown) => {
       if (lost) return;
