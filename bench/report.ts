@@ -9,6 +9,7 @@ import type { ProfileSummary } from './profile.ts';
 import type { StepLoad } from './step.ts';
 import type { Summary } from './stats.ts';
 import type { VoiceFigures, VoiceRun } from './voice.ts';
+import { PROPAGATION_P99_MS, type PropagationFigures, propagationText } from './propagation.ts';
 
 export interface LoadFigures extends Omit<StepLoad, 'rss_before_mb' | 'window_s'> {
   sessions: number;
@@ -65,6 +66,8 @@ export interface BenchResult {
   speech_input: { end_of_speech_to_final_ms: Summary | null; overhead_ms: Summary | null; note: string | null };
   /** Voice to voice (bench/voice.ts); null when skipped (--voice-utterances 0), absent in results written before it existed. */
   voice?: VoiceFigures | null;
+  /** Change committed in one process → pushed to a client of another (bench/propagation.ts); absent in results written before it existed. */
+  propagation?: PropagationFigures | null;
   load: LoadFigures[];
   steps: StepReport[];
   engines: {
@@ -99,8 +102,15 @@ export function voiceTargets(voice: VoiceFigures | null | undefined): Target[] {
   ];
 }
 
-export function checkTargets(r: Pick<BenchResult, 'latency' | 'load' | 'config' | 'voice'>): Target[] {
-  const targets: Target[] = [...voiceTargets(r.voice)];
+/** propagation_ms p99 ≤ 100 (issue 13), when it was measured. */
+export function propagationTargets(p: PropagationFigures | null | undefined): Target[] {
+  if (!p || p.note) return [];
+  const value = p.propagation_ms?.p99 ?? null;
+  return [{ name: `propagation_ms p99 ≤ ${PROPAGATION_P99_MS} (process A → a client of process B)`, figure: 'propagation.propagation_ms.p99', value, limit: PROPAGATION_P99_MS, sessions: 1, specified_at: 1, pass: value !== null && value <= PROPAGATION_P99_MS }];
+}
+
+export function checkTargets(r: Pick<BenchResult, 'latency' | 'load' | 'config' | 'voice' | 'propagation'>): Target[] {
+  const targets: Target[] = [...voiceTargets(r.voice), ...propagationTargets(r.propagation)];
   const at = r.config.sessions;
   const add = (name: string, figure: string, value: number | null, limit: number, sessions: number, specifiedAt: number) =>
     targets.push({ name, figure, value, limit, sessions, specified_at: specifiedAt, pass: value !== null && value <= limit });
@@ -272,6 +282,7 @@ export function consoleReport(r: BenchResult): string {
   out.push(enginesText(r).join('\n'));
   if (r.speech_input.note) out.push(`speech input: ${r.speech_input.note}`);
   if (r.voice) out.push(`\n${voiceText(r.voice, false)}`);
+  if (r.propagation) out.push(`\n${propagationText(r.propagation)}`);
   if (r.engines.endpointing) out.push(`\nEndpointing on the bench's turns:\n\n${endpointingText(r.engines.endpointing)}`);
   for (const p of r.profile ?? []) out.push(profileText(p, false));
   out.push('\nTargets:\n');
@@ -376,6 +387,14 @@ export function resultsMarkdown(r: BenchResult, svgName: string): string {
     lines.push('');
     lines.push(voiceText(r.voice, true));
   }
+  if (r.propagation) {
+    lines.push('');
+    lines.push('### Propagation between processes');
+    lines.push('');
+    lines.push('```');
+    lines.push(propagationText(r.propagation));
+    lines.push('```');
+  }
   if (r.engines.endpointing) {
     lines.push('');
     lines.push("### Endpointing on the bench's turns");
@@ -477,6 +496,7 @@ it and checks the shape of its JSON.
 | \`event_loop_delay_ms\` | how late a timer due every 10 ms fires inside the server (\`chorus_event_loop_delay_seconds\` of \`/metrics\`, between two scrapes; p50/p99 interpolated in its buckets; max from prom-client's monitor) | 0 |
 | \`rss_mb\`, \`rss_per_session_mb\` | the server's peak resident memory during the step (\`/proc/<pid>/status\`), and (peak − idle) ÷ sessions; idle is measured after one warm-up turn and a full GC, with no session open | – |
 | \`end_of_speech_to_final_ms\`, speech input overhead | last speech sample sent → \`stt_final\` received; and that less the trailing silence the server waits for (its default for the transcript's ending) and the transcription server's own answer time | 0 (overhead) |
+| \`propagation_ms\` | two server processes on PostgreSQL (\`BENCH_DATABASE_URL\`): a REST change sent to process A (a message edit, a character switched on or off) → the pushed \`message_updated\` / \`active_characters_data\` received by a client of process B (\`bench/propagation.ts\`) | – (target p99 ≤ 100) |
 | \`voice_to_voice_ms\` and its breakdown | last speech sample sent → first binary frame of the reply received, per kind of utterance and pacing (\`bench/voice.ts\`) | engine path |
 | server's own view | the server's \`/metrics\` over each step: \`chorus_llm_first_token_seconds\`, \`chorus_tts_first_byte_seconds\`, \`chorus_first_audio_seconds\` (user message received → first frame sent), \`chorus_interrupt_seconds\`, \`chorus_turns_total\`, \`chorus_errors_total\`, \`chorus_open_sessions\`; quantiles interpolated in the histogram buckets, so coarse | – |
 | CPU s / turn, CPU | the server's user + system CPU time over the step ÷ turns, and ÷ wall time | – |

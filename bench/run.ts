@@ -18,6 +18,7 @@ import {
   checkTargets,
   consoleReport,
   voiceTargets,
+  propagationTargets,
   voiceText,
   latencySvg,
   type LoadFigures,
@@ -30,6 +31,7 @@ import { startServer } from './server.ts';
 import { benchSpeechInput } from './speech-input.ts';
 import { benchEndpointing } from './endpointing.ts';
 import { benchVoice, type VoiceFigures } from './voice.ts';
+import { benchPropagation, type PropagationFigures, propagationText, skippedPropagation } from './propagation.ts';
 import { runStep, Tracker } from './step.ts';
 import { planTurn } from './replies.ts';
 import { prng } from './stats.ts';
@@ -54,11 +56,13 @@ const HELP = `npm run bench -- [options]
   --no-engines          skip the espeak / Silero VAD figures and the endpointing analysis
   --voice-utterances N  utterances per kind and pacing of the voice-to-voice figures (default 8; 0 skips them)
   --voice-only          only the voice-to-voice figures: print them and write them (alone) to --results; no docs
+  --propagation         only propagation_ms (two server processes on PostgreSQL): print it and write it (alone) to --results; no docs
+  --propagation-samples N  changes measured for propagation_ms (default 200; 0 skips it)
   --from FILE           do not run: print the report of a result file and re-render the docs from it
   --help                this text
 
 Environment: DATABASE_URL (the server's database instead of a temporary DATA_DIR),
-BENCH_DATABASE_URL or TEST_DATABASE_URL (PostgreSQL for the database figures).`;
+BENCH_DATABASE_URL or TEST_DATABASE_URL (PostgreSQL for the database figures and propagation_ms).`;
 
 export interface BenchOptions {
   sessions: number;
@@ -76,6 +80,8 @@ export interface BenchOptions {
   quick: boolean;
   voiceUtterances: number;
   voiceOnly: boolean;
+  propagationOnly: boolean;
+  propagationSamples: number;
   /** Re-render from this result file instead of running. */
   from: string | undefined;
   log: (line: string) => void;
@@ -101,6 +107,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'no-engines': { type: 'boolean', default: false },
       'voice-utterances': { type: 'string', default: '8' },
       'voice-only': { type: 'boolean', default: false },
+      propagation: { type: 'boolean', default: false },
+      'propagation-samples': { type: 'string', default: '200' },
       from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -125,7 +133,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     durationS: duration,
     interruptEvery: int('interrupt-every', values['interrupt-every'], 0, 1000),
     seed: int('seed', values.seed, 0, 2 ** 31),
-    results: resolve(values.results ?? join(ROOT, values['voice-only'] ? 'bench/results/voice.json' : 'bench/results/latest.json')),
+    results: resolve(values.results ?? join(ROOT, values['voice-only'] ? 'bench/results/voice.json' : values.propagation ? 'bench/results/propagation.json' : 'bench/results/latest.json')),
     docs: values['no-docs'] ? undefined : resolve(values.docs),
     profile: values.profile,
     dbMessages: int('db-messages', values['db-messages'], 0, 100_000),
@@ -135,6 +143,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     quick: values.quick,
     voiceUtterances: int('voice-utterances', values['voice-utterances'], 0, 100),
     voiceOnly: values['voice-only'],
+    propagationOnly: values.propagation,
+    propagationSamples: int('propagation-samples', values['propagation-samples'], 0, 100_000),
     from: values.from === undefined ? undefined : resolve(values.from),
     log: (line) => console.log(line),
   };
@@ -323,6 +333,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   if (profileDir && !profile) notes.push('--profile: the server wrote no CPU profile');
 
   const { engines: enginesResult, database } = await (sideBenches ?? runSideBenches(o, log));
+  const propagation = await runPropagation(o, log);
   // The endpointing analysis (espeak and the VAD, in this process) once the server has stopped, even with --quick.
   if (o.engines) {
     log('Endpointing: the bench\'s turns through the VAD …');
@@ -364,6 +375,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     steps,
     engines: enginesResult,
     database,
+    propagation,
     profile,
     targets: [],
     pass: false,
@@ -428,6 +440,16 @@ async function runSideBenches(o: BenchOptions, log: (line: string) => void): Pro
   return { engines: enginesResult, database };
 }
 
+/** propagation_ms, on its own two server processes (the bench's server has stopped by then). */
+async function runPropagation(o: BenchOptions, log: (line: string) => void): Promise<PropagationFigures> {
+  if (o.propagationSamples === 0) return skippedPropagation('skipped (--propagation-samples 0)');
+  try {
+    return await benchPropagation({ root: ROOT, baseUrl: process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL, samples: o.quick ? Math.min(20, o.propagationSamples) : o.propagationSamples, logDir: dirname(o.results), log });
+  } catch (error) {
+    return skippedPropagation(`failed: ${message(error)}`);
+  }
+}
+
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const redact = (url: string) => url.replace(/\/\/[^@/]*@/, '//…@');
 
@@ -454,6 +476,13 @@ async function main(): Promise<number> {
   if (options === 'help') {
     console.log(HELP);
     return 0;
+  }
+  if (options.propagationOnly) {
+    await mkdir(dirname(options.results), { recursive: true });
+    const propagation = await runPropagation(options, options.log);
+    await writeFile(options.results, `${JSON.stringify({ generated_at: new Date().toISOString(), propagation }, null, 2)}\n`);
+    console.log(`\n${propagationText(propagation)}\nWrote ${options.results}.`);
+    return propagationTargets(propagation).every((t) => t.pass) ? 0 : 1;
   }
   if (options.voiceOnly) {
     const voice = await runVoiceOnly(options);

@@ -3,11 +3,13 @@ import dotenv from 'dotenv';
 import { pino } from 'pino';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, redactUrlPassword } from './config.ts';
+import { ChangeBus } from './db/change-bus.ts';
 import { openDatabase } from './db/client.ts';
 import { Repo } from './db/repo.ts';
 import { createLlm } from './llm/chat.ts';
 import { MessageSpool } from './session/message-spool.ts';
 import type { WebSocketRouter } from './session/router.ts';
+import { turnLocks } from './session/turn-lock.ts';
 import { shutdown, spoolUnstored } from './shutdown.ts';
 import { ClipStore } from './speech/clip-store.ts';
 import { createTtsEngine } from './speech/tts.ts';
@@ -23,6 +25,11 @@ async function main(): Promise<void> {
 
   const database = await openDatabase(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { dataDir: config.dataDir });
   const repo = new Repo(database);
+  // Several processes on one PostgreSQL: changes reach them all (LISTEN/NOTIFY), and turns on a
+  // conversation take turns across them (advisory locks). Embedded PGlite is one process.
+  const bus = config.databaseUrl ? new ChangeBus({ databaseUrl: config.databaseUrl, repo, logger }) : undefined;
+  await bus?.start();
+  if (config.databaseUrl) turnLocks.useDatabase(config.databaseUrl);
   if (config.seedStarterCast && (await repo.ensureStarterCast())) logger.info('created the starter cast');
   // What the last run could not store (spooled at its shutdown) is stored before anyone connects.
   const spool = new MessageSpool(config.dataDir);
@@ -59,6 +66,8 @@ async function main(): Promise<void> {
     const closeEngines = async () => {
       await engine?.close();
       await sttEngine?.close();
+      await bus?.close(); // after the sessions: their last changes are announced
+      await turnLocks.close();
     };
     try {
       await shutdown({ app, sessions, spool, database, closeEngines, logger, timeoutMs: config.shutdownTimeoutMs });

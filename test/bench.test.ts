@@ -161,6 +161,13 @@ test('steps, engines, database, speech input, targets and machine are all there'
     assert.ok(Array.isArray(voice.problems));
     assert.ok((r.targets as Array<{ figure: string }>).some((t) => t.figure.startsWith('voice.')), 'the voice-to-voice goal is a target');
   } else check(r, 'voice.note', 'string?');
+  // Propagation between two server processes: figures with PostgreSQL (TEST_DATABASE_URL), else a note.
+  check(r, 'propagation', 'object?');
+  const propagation = r.propagation as { note: unknown } | null;
+  if (propagation && propagation.note === null) {
+    for (const key of ['propagation_ms', 'message_ms', 'cast_ms', 'request_ms']) check(r, `propagation.${key}`, 'summary', 1);
+    assert.ok((r.targets as Array<{ figure: string }>).some((t) => t.figure === 'propagation.propagation_ms.p99'), 'propagation_ms p99 is a target');
+  } else check(r, 'propagation.note', 'string');
   check(r, 'engines.endpointing', 'object?');
   const endpointing = (r.engines as { endpointing?: { rows: Array<Record<string, unknown>> } | null }).endpointing;
   if (endpointing) {

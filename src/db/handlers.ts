@@ -98,8 +98,10 @@ export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } |
 /**
  * Change notices for sessions of this process: every character after a character change (loaded
  * once for all), and a conversation after an update (a session in it takes its cast and rules).
+ * The change bus (src/db/change-bus.ts) sends them to the other processes and re-emits theirs
+ * here; `resync` says notices may have been missed (its LISTEN connection was lost): re-read.
  */
-export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: []; message: [change: MessageChange] }>();
+export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: []; message: [change: MessageChange]; resync: [] }>();
 crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
 /** The message operations' notices, by the op a CRUD call changes. */

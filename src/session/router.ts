@@ -11,6 +11,7 @@ import { crudChanges, isCrudType, type MessageChange, runCrud } from '../db/hand
 import type { Repo } from '../db/repo.ts';
 import { ConflictError, NotFoundError } from '../db/repo.ts';
 import { ChatLLM, type Llm } from '../llm/chat.ts';
+import { knows, syncHistory } from './history-sync.ts';
 import { worldOf } from '../llm/lorebook.ts';
 import { metrics } from '../metrics.ts';
 import * as p from '../protocol.ts';
@@ -39,6 +40,7 @@ import { greetingPlans } from './greetings.ts';
 import { OutputGate } from './output-gate.ts';
 import { Preemption } from './preemptive-turn.ts';
 import { ConversationTurn, type TurnLog } from './turn.ts';
+import { type HeldTurnLock, turnLocks } from './turn-lock.ts';
 import { SocketWriter } from './writer.ts';
 
 export interface SessionDeps {
@@ -170,6 +172,17 @@ export class WebSocketRouter {
     if (change.conversation_id !== this.conversation.id || change.origin === this.sessionId || this.closing) return;
     this.remoteChanges = this.remoteChanges.then(() => this.applyMessageChange(change)).catch((e) => this.fail(e));
   };
+  /** The change bus lost notices (its LISTEN connection was down): everything is re-read. */
+  private readonly takeResync = () => {
+    if (this.closing) return;
+    this.remoteChanges = this.remoteChanges.then(() => this.resync()).catch((e) => this.fail(e));
+  };
+  /** The turn lock of this session's conversation, held from its turn's start until its replies are stored (src/session/turn-lock.ts). */
+  private held: { conversationId: string; lock: HeldTurnLock } | undefined;
+  /** Bumped when a turn starts: a release scheduled before it is off. */
+  private releaseEpoch = 0;
+  /** Aborted when the session closes: a wait for the turn lock ends. */
+  private readonly closeController = new AbortController();
   private readonly takeCharacters = (all: Character[]) => this.castChange(() => this.castState.takeCharacters(all));
   private readonly takeConversation = (conversation: p.Conversation) => {
     if (conversation.conversation_id !== this.conversation.id) return;
@@ -329,6 +342,7 @@ export class WebSocketRouter {
     crudChanges.on('conversation', this.takeConversation);
     crudChanges.on('context', this.contextChanged);
     crudChanges.on('message', this.takeMessageChange);
+    crudChanges.on('resync', this.takeResync);
     await this.prepareContext(); // the session's user_name is the default persona's
     const capabilities = this.deps.capabilities?.();
     this.toldCapabilities = JSON.stringify(capabilities ?? null);
@@ -366,6 +380,8 @@ export class WebSocketRouter {
     crudChanges.off('conversation', this.takeConversation);
     crudChanges.off('context', this.contextChanged);
     crudChanges.off('message', this.takeMessageChange);
+    crudChanges.off('resync', this.takeResync);
+    this.closeController.abort(new Error(reason)); // a wait for the turn lock ends
     this.autoMode.cancel();
     metrics.sessionClosed();
     const queued = this.turns.takeAll();
@@ -379,7 +395,9 @@ export class WebSocketRouter {
     for (const turn of queued) if (turn.text !== undefined && !turn.gate) this.keepUserMessage(turn.text);
     this.transcribe?.close();
     this.playout.close();
-    if (!(await this.conversation.close())) this.logger.error('some messages are not stored yet; they are retried while the server runs, then spooled');
+    const stored = await this.conversation.close();
+    await this.releaseTurnLock(); // after the replies are stored: the next session's turn sees them
+    if (!stored) this.logger.error('some messages are not stored yet; they are retried while the server runs, then spooled');
     this.logger.info('session closed');
   }
 
@@ -531,7 +549,8 @@ export class WebSocketRouter {
       if (e instanceof NotFoundError) return undefined; // deleted since: its own notice follows
       throw e;
     });
-    if (!message || message.conversation_id !== this.conversation.id || !this.chat.takeMessage(message)) return;
+    // Read again by syncHistory since (after a turn lock wait, a re-sync): told once.
+    if (!message || message.conversation_id !== this.conversation.id || knows(this.chat, message) || !this.chat.takeMessage(message)) return;
     this.send({ type: change.op === 'added' ? 'message_added' : 'message_updated', data: message });
   }
 
@@ -599,9 +618,10 @@ export class WebSocketRouter {
     return this.playout.idle();
   }
 
-  /** Runs a change of the cast; tells the client the new cast if its members changed (who, or in what order). */
+  /** Runs a change of the cast; tells the client the new cast if its members changed (who, in what order, or their records). */
   private castChange(change: () => void): void {
-    const ids = () => this.cast.map((c) => c.id).join('\n');
+    // Who, in what order, and each member's record as of its last change (a rename, a new voice: in any process).
+    const ids = () => this.cast.map((c) => `${c.id} ${c.updated_at}`).join('\n');
     const before = ids();
     change();
     if (ids() !== before) this.send({ type: 'active_characters_data', data: this.cast });
@@ -777,58 +797,143 @@ export class WebSocketRouter {
 
   private async turnLoop(): Promise<void> {
     for await (const { text, receivedAt, plans, auto, gate } of this.turns) {
-      if (this.closing) {
-        if (text !== undefined && !gate) this.keepUserMessage(text); // taken off the queue just as the session closed
-        continue;
+      try {
+        if (this.closing) {
+          if (text !== undefined && !gate) this.keepUserMessage(text); // taken off the queue just as the session closed
+          continue;
+        }
+        if (gate?.discarded) continue; // cancelled before it began
+        if (!(await this.holdTurnLock())) continue; // the session closed while it waited
+        await this.prepareContext(); // before planning: a greeting's {{user}} is the persona's name
+        const replies = plans ? await plans().catch((e: unknown) => void this.fail(e)) : undefined; // planned when its turn comes: the history is as the earlier turns left it
+        if (plans && !replies) continue;
+        if (auto && !this.autoMode.on) continue; // turned off (or the user cut in) while it waited
+        gate?.begin();
+        const out = gate ?? this.direct; // a held turn's output waits behind its gate
+        const said = gate?.text ?? text; // (a gate released already carries the final's wording)
+        if (said !== undefined) this.tellNotInCast(said, out.send);
+        if (!gate) {
+          metrics.turnStarted(); // a held turn counts once it is confirmed
+          this.firstAudioFrom = receivedAt;
+        }
+        const controller = gate?.controller ?? new AbortController();
+        const restore = gate && this.castState.checkpoint(); // a turn taken back draws nothing
+        const turn = new ConversationTurn(
+          said,
+          {
+            chat: out.chat,
+            log: out.log,
+            cast: this.cast,
+            playout: this.playout,
+            send: out.send,
+            error: (code, message) => this.error(code, message, undefined, out.send),
+            turn: this.playout.nextTurn(),
+            signal: controller.signal,
+            settle: (commit) => this.settle(commit),
+            responders: (history) => this.castState.responders(history),
+          },
+          replies,
+        );
+        this.logger.info({ chars: said?.length ?? 0, preemptive: gate !== undefined }, 'turn started');
+        const before = this.chat.history.length;
+        // A held turn stays the running one until it is confirmed or dropped: nothing queued overtakes it.
+        const done = (async () => {
+          await turn.run().catch((e) => this.fail(e));
+          await gate?.settled;
+        })();
+        this.current = { controller, done, gate };
+        await done;
+        this.current = undefined;
+        if (gate?.discarded) {
+          restore?.();
+          continue;
+        }
+        // The chatter goes on after anything said, but not after an auto turn nobody answered.
+        if (!auto || this.chat.history.length > before) this.autoMode.schedule();
+      } finally {
+        if (this.held) this.releaseWhenStored();
       }
-      if (gate?.discarded) continue; // cancelled before it began
-      await this.prepareContext(); // before planning: a greeting's {{user}} is the persona's name
-      const replies = plans ? await plans().catch((e: unknown) => void this.fail(e)) : undefined; // planned when its turn comes: the history is as the earlier turns left it
-      if (plans && !replies) continue;
-      if (auto && !this.autoMode.on) continue; // turned off (or the user cut in) while it waited
-      gate?.begin();
-      const out = gate ?? this.direct; // a held turn's output waits behind its gate
-      const said = gate?.text ?? text; // (a gate released already carries the final's wording)
-      if (said !== undefined) this.tellNotInCast(said, out.send);
-      if (!gate) {
-        metrics.turnStarted(); // a held turn counts once it is confirmed
-        this.firstAudioFrom = receivedAt;
-      }
-      const controller = gate?.controller ?? new AbortController();
-      const restore = gate && this.castState.checkpoint(); // a turn taken back draws nothing
-      const turn = new ConversationTurn(
-        said,
-        {
-          chat: out.chat,
-          log: out.log,
-          cast: this.cast,
-          playout: this.playout,
-          send: out.send,
-          error: (code, message) => this.error(code, message, undefined, out.send),
-          turn: this.playout.nextTurn(),
-          signal: controller.signal,
-          settle: (commit) => this.settle(commit),
-          responders: (history) => this.castState.responders(history),
-        },
-        replies,
-      );
-      this.logger.info({ chars: said?.length ?? 0, preemptive: gate !== undefined }, 'turn started');
-      const before = this.chat.history.length;
-      // A held turn stays the running one until it is confirmed or dropped: nothing queued overtakes it.
-      const done = (async () => {
-        await turn.run().catch((e) => this.fail(e));
-        await gate?.settled;
-      })();
-      this.current = { controller, done, gate };
-      await done;
-      this.current = undefined;
-      if (gate?.discarded) {
-        restore?.();
-        continue;
-      }
-      // The chatter goes on after anything said, but not after an auto turn nobody answered.
-      if (!auto || this.chat.history.length > before) this.autoMode.schedule();
     }
+  }
+
+  /**
+   * Waits until no other session (of any process) runs a turn on this conversation, then holds
+   * it; a session keeps holding it through turns that follow each other. After a wait, or when
+   * other processes share the conversation, what they said meanwhile is read first, so this
+   * turn's prompt has it. False when the session closed while waiting.
+   */
+  private async holdTurnLock(): Promise<boolean> {
+    this.releaseEpoch++;
+    const conversationId = this.conversation.id;
+    if (this.held?.conversationId === conversationId) return true;
+    await this.releaseTurnLock(); // of a conversation this session has left
+    let lock: HeldTurnLock;
+    try {
+      lock = await turnLocks.acquire(conversationId, this.closeController.signal);
+    } catch (error) {
+      if (this.closeController.signal.aborted) return false;
+      // The database is out of reach: the turn runs unserialized rather than not at all (its
+      // messages wait in the conversation log, as they would anyway).
+      this.logger.warn({ err: error }, 'the turn lock could not be taken; the turn runs without it');
+      return true;
+    }
+    if (this.closing || this.conversation.id !== conversationId) {
+      await lock.release();
+      return !this.closing && this.holdTurnLock(); // another conversation was loaded meanwhile
+    }
+    this.held = { conversationId, lock };
+    await this.remoteChanges; // notices taken so far are in the history
+    if (this.conversation.isStored && (lock.waited || lock.shared)) await this.syncHistory();
+    return true;
+  }
+
+  /** Releases the turn lock once this turn's replies are stored, unless another turn has begun by then. */
+  private releaseWhenStored(): void {
+    const epoch = ++this.releaseEpoch;
+    void (async () => {
+      await this.settled();
+      await this.conversation.flush();
+      if (epoch !== this.releaseEpoch || this.current || this.turns.size > 0) return;
+      await this.releaseTurnLock();
+    })().catch((e) => this.fail(e));
+  }
+
+  private async releaseTurnLock(): Promise<void> {
+    const held = this.held;
+    this.held = undefined; // at once: a turn starting meanwhile takes the lock anew, after this release
+    await held?.lock.release();
+  }
+
+  /** The stored history of this session's conversation, taken into the live one; the client is told what changed. */
+  private async syncHistory(): Promise<void> {
+    await syncHistory({
+      repo: this.deps.repo,
+      chat: this.chat,
+      conversationId: this.conversation.id,
+      // Messages of this session not stored yet are not "deleted elsewhere".
+      mayForget: () => this.conversation.pending === 0 && !this.current && this.commits.size === 0,
+      isCurrent: () => !this.closing,
+      send: (m) => this.send(m),
+    });
+  }
+
+  /**
+   * After notices may have been missed: the cast is pushed, the conversation's record and its
+   * history are read again, the persona and lorebooks at the next turn.
+   */
+  private async resync(): Promise<void> {
+    if (this.closing) return;
+    this.context.invalidate();
+    if (this.conversation.isStored) {
+      const conversation = await this.deps.repo.getConversation(this.conversation.id).catch((e: unknown) => {
+        if (e instanceof NotFoundError) return undefined;
+        throw e;
+      });
+      if (conversation && conversation.conversation_id === this.conversation.id) this.castState.adopt(conversation, { reseed: false });
+      await this.syncHistory();
+    }
+    this.send({ type: 'active_characters_data', data: this.cast });
+    this.autoMode.schedule();
   }
 
   /** The user named characters who are not in the cast: they do not answer, and the client is told. */
