@@ -141,6 +141,9 @@ export async function buildApp(deps: AppDeps) {
     for (const session of deps.sessions ?? []) session.capabilitiesChanged(data);
   });
   app.addHook('onClose', async () => unwatch());
+  // Settings saved by another process (the change bus re-emits its notice) are read and applied here too.
+  const unfollow = endpoints.follow();
+  app.addHook('onClose', async () => unfollow());
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
   app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));

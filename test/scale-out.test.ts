@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import type { Character, Message } from '../src/protocol.ts';
+import type { Character, EndpointsView, Message } from '../src/protocol.ts';
 import { TestClient } from './support/client.ts';
 import { eventually } from './support/eventually.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
@@ -21,6 +21,8 @@ import { startServerProcess, type ServerProcess } from './support/server-process
 const BASE_URL = process.env.TEST_DATABASE_URL;
 const needsPostgres = BASE_URL ? {} : { skip: 'needs PostgreSQL: set TEST_DATABASE_URL' };
 
+/** One secrets key for every process: a key one process seals, another must open. */
+const SECRETS_KEY = 'ab'.repeat(32);
 const databaseName = `chorus_scale_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 let databaseUrl = '';
 let admin: pg.Client; // on the test's own database: reads and direct writes
@@ -115,7 +117,7 @@ describe('several processes on one PostgreSQL', needsPostgres, () => {
       const last = request.body.messages!.filter((m) => m.role === 'user').at(-1);
       return { tokens: tokenize(`Re: ${String(last?.content ?? '')}`) };
     });
-    const env = (i: number) => ({ DATABASE_URL: databaseUrl, DATA_DIR: join(dataDir, `p${i}`), LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'k', SEED_STARTER_CAST: 'false', USER_NAME: 'Jay', LOG_LEVEL: 'info' });
+    const env = (i: number) => ({ DATABASE_URL: databaseUrl, DATA_DIR: join(dataDir, `p${i}`), LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'k', SECRETS_KEY: SECRETS_KEY, SEED_STARTER_CAST: 'false', USER_NAME: 'Jay', LOG_LEVEL: 'info' });
     // The first applies the migrations; the others start together.
     servers.push(await startServerProcess(env(0)));
     servers.push(...(await Promise.all([startServerProcess(env(1)), startServerProcess(env(2))])));
@@ -225,6 +227,26 @@ describe('several processes on one PostgreSQL', needsPostgres, () => {
     await stored(conversation, (m) => m.length === 6);
     assert.equal(b.ofType('message_added').length, 2, 'each of a\'s messages told once');
     assert.deepEqual([...a.errors, ...b.errors], []);
+  });
+
+  test('endpoint settings saved through one process are applied by the others, the key readable there too', async () => {
+    const other = await startEngineServer();
+    try {
+      await rest(servers[0]!, 'PUT', '/api/endpoints/llm', { base_url: other.baseUrl, model: 'other-model', api_key: 'sk-scale-out-1234' });
+      const seen = await eventually(async () => {
+        const view = await rest<EndpointsView>(servers[2]!, 'GET', '/api/endpoints');
+        return view.llm.base_url === other.baseUrl ? view.llm : undefined;
+      }, 'the endpoint saved on process 0 to be in use on process 2');
+      assert.deepEqual([seen.model, seen.source, seen.api_key.last4, seen.note], ['other-model', 'saved', '1234', null]);
+      // Forgotten on one, the environment's again on the others.
+      await rest(servers[1]!, 'DELETE', '/api/endpoints/llm');
+      await eventually(async () => {
+        const view = await rest<EndpointsView>(servers[2]!, 'GET', '/api/endpoints');
+        return view.llm.source === 'environment' ? view : undefined;
+      }, 'the endpoint forgotten on process 1 to be forgotten on process 2');
+    } finally {
+      await other.close();
+    }
   });
 
   test('a lost LISTEN connection is re-established: the sessions re-read their state, and later changes still arrive', async () => {

@@ -1,7 +1,7 @@
 // The change bus between server processes: PostgreSQL LISTEN/NOTIFY on one channel. Every change
 // this process announces in-process (crudChanges: characters, voices, conversations, context,
 // messages; made over WebSocket CRUD, REST, imports or by turn storage) is NOTIFYed with a small
-// payload naming what changed; every other process LISTENing re-reads the rows it needs and
+// payload naming what changed (endpoint settings too); every other process LISTENing re-reads the rows it needs and
 // re-emits the change into its own crudChanges, so its sessions take it on the code path they
 // take a change of their own process on. A notice names its origin process: a process ignores
 // its own (it has applied them already). The LISTEN connection is dedicated (application_name
@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { z } from 'zod';
 import { registry } from '../metrics.ts';
-import type { Character, Conversation } from '../protocol.ts';
+import { type Character, type Conversation, type EndpointKind, endpointKinds } from '../protocol.ts';
 import { crudChanges, type MessageChange } from './handlers.ts';
 import { NotFoundError, type Repo } from './repo.ts';
 
@@ -32,6 +32,7 @@ const noticeSchema = z.discriminatedUnion('k', [
   z.object({ p: z.string(), k: z.literal('characters') }),
   z.object({ p: z.string(), k: z.literal('context') }),
   z.object({ p: z.string(), k: z.literal('conversation'), id: z.string() }),
+  z.object({ p: z.string(), k: z.literal('endpoints'), kind: z.enum(endpointKinds) }),
   z.object({ p: z.string(), k: z.literal('message'), op: z.enum(['added', 'updated', 'deleted']), c: z.string(), m: z.string(), s: z.string().optional() }),
 ]);
 type Notice = z.infer<typeof noticeSchema>;
@@ -84,6 +85,7 @@ export class ChangeBus {
     this.watch('characters', () => this.publish({ k: 'characters' }));
     this.watch('context', () => this.publish({ k: 'context' }));
     this.watch('conversation', (c: Conversation) => this.publish({ k: 'conversation', id: c.conversation_id }));
+    this.watch('endpoints', (kind: EndpointKind) => this.publish({ k: 'endpoints', kind }));
     this.watch('message', (m: MessageChange) => this.publish({ k: 'message', op: m.op, c: m.conversation_id, m: m.message_id, ...(m.origin ? { s: m.origin } : {}) }));
   }
 
@@ -105,7 +107,7 @@ export class ChangeBus {
     return new Promise((resolve) => this.connectedWaiters.push(resolve));
   }
 
-  private watch<E extends 'characters' | 'context' | 'conversation' | 'message'>(event: E, send: (...args: never[]) => void): void {
+  private watch<E extends 'characters' | 'context' | 'conversation' | 'endpoints' | 'message'>(event: E, send: (...args: never[]) => void): void {
     const listener = (...args: unknown[]) => {
       if (!this.relaying) (send as (...a: unknown[]) => void)(...args);
     };
@@ -218,6 +220,8 @@ export class ChangeBus {
         if (conversation) this.relay(() => crudChanges.emit('conversation', conversation));
         return;
       }
+      case 'endpoints':
+        return this.relay(() => crudChanges.emit('endpoints', notice.kind));
       case 'message':
         return this.relay(() => crudChanges.emit('message', { op: notice.op, conversation_id: notice.c, message_id: notice.m, origin: notice.s }));
     }

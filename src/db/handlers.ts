@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import * as p from '../protocol.ts';
-import type { Character, Conversation, ServerMessageOf, ServerMessageType } from '../protocol.ts';
+import type { Character, Conversation, EndpointKind, ServerMessageOf, ServerMessageType } from '../protocol.ts';
 import type { CharacterImport, Repo } from './repo.ts';
 import { ConflictError, NotFoundError } from './repo.ts';
 
@@ -99,9 +99,9 @@ export type CrudResult = { ok: true; reply: ServerMessageType; data: unknown } |
  * Change notices for sessions of this process: every character after a character change (loaded
  * once for all), and a conversation after an update (a session in it takes its cast and rules).
  * The change bus (src/db/change-bus.ts) sends them to the other processes and re-emits theirs
- * here; `resync` says notices may have been missed (its LISTEN connection was lost): re-read.
+ * here; `endpoints` says an endpoint setting (LLM, TTS, STT) was saved or forgotten; `resync` says notices may have been missed (its LISTEN connection was lost): re-read.
  */
-export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: []; message: [change: MessageChange]; resync: [] }>();
+export const crudChanges = new EventEmitter<{ characters: [all: Character[]]; conversation: [conversation: Conversation]; context: []; message: [change: MessageChange]; endpoints: [kind: EndpointKind]; resync: [] }>();
 crudChanges.setMaxListeners(0); // one listener per open session, by design: no leak warning at 11
 
 /** The message operations' notices, by the op a CRUD call changes. */

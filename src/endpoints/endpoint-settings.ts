@@ -8,6 +8,7 @@ import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
+import { crudChanges } from '../db/handlers.ts';
 import { endpointSettings } from '../db/schema.ts';
 import { createLlm, type Llm } from '../llm/chat.ts';
 import type { Capabilities, EndpointDraft, EndpointKind, EndpointSettingsBody, EndpointsView, EndpointView, LlmState } from '../protocol.ts';
@@ -72,8 +73,38 @@ export class EndpointSettings {
   /** Speech input as the environment set it up, for when saved settings are deleted. */
   private readonly environmentStt: SessionDeps['stt'];
 
+  /** Set while this process announces its own change, which it has applied already. */
+  private announcing = false;
+
   constructor(private readonly deps: EndpointSettingsDeps) {
     this.environmentStt = deps.sttHost.stt;
+  }
+
+  /** Follows the settings other processes save (the change bus re-emits their notices); returns the unsubscribe. */
+  follow(): () => void {
+    const listener = (kind: EndpointKind) => {
+      if (!this.announcing) void this.reload(kind).catch((err: unknown) => this.deps.logger.error({ err, kind }, 'applying endpoint settings saved by another process failed'));
+    };
+    crudChanges.on('endpoints', listener);
+    return () => void crudChanges.off('endpoints', listener);
+  }
+
+  /** Re-reads one kind's saved row (or its absence) and applies it. */
+  private async reload(kind: EndpointKind): Promise<void> {
+    const [row] = await this.deps.database.db.select().from(endpointSettings).where(eq(endpointSettings.kind, kind));
+    if (row) this.saved.set(kind, await this.opened(row));
+    else this.saved.delete(kind);
+    await this.apply(kind);
+  }
+
+  /** Tells this process's change listeners (and through the change bus, the other processes). */
+  private announce(kind: EndpointKind): void {
+    this.announcing = true;
+    try {
+      crudChanges.emit('endpoints', kind);
+    } finally {
+      this.announcing = false;
+    }
   }
 
   /** Reads what was saved, applies it to the engines, then checks the LLM once (not awaited by callers that must not wait). */
@@ -119,6 +150,7 @@ export class EndpointSettings {
       .returning();
     if (row) this.saved.set(kind, { row, apiKey: next.apiKey, unreadable: false });
     await this.apply(kind);
+    this.announce(kind);
   }
 
   /** Forgets the saved settings: the environment's apply again. */
@@ -126,6 +158,7 @@ export class EndpointSettings {
     await this.deps.database.db.delete(endpointSettings).where(eq(endpointSettings.kind, kind));
     this.saved.delete(kind);
     await this.apply(kind);
+    this.announce(kind);
   }
 
   /** What the server can do now: the `session` greeting and the `capabilities` message carry it. */
