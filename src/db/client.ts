@@ -78,13 +78,14 @@ async function withSessionLock<T>(pool: pg.Pool, key: number, run: () => Promise
   }
 }
 
-async function openPglite(dataDir: string): Promise<Database> {
+/** In-process PGlite: the embedded-database process (src/db/embedded-host-process.ts) and tests only. */
+export async function openPglite(dataDir: string): Promise<Database & { client: PGlite }> {
   if (!hasScheme(dataDir)) await mkdir(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir);
   try {
     const db = drizzlePglite({ client, schema });
     await migratePglite(db, { migrationsFolder });
-    return { kind: 'pglite', db, close: () => client.close() };
+    return { kind: 'pglite', db, client, close: () => client.close() };
   } catch (error) {
     await client.close();
     throw error;
