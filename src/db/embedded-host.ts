@@ -23,9 +23,12 @@ export interface EmbeddedHost {
   pid(): number | undefined;
   /** Stops the database process (it flushes PGlite) and removes the socket directory. */
   close(): Promise<void>;
+  /** Kills the database process outright, as a crash would (tests); resolves once it has ended. */
+  kill(): Promise<void>;
 }
 
-export async function startEmbeddedHost(dataDir: string, logger: Logger): Promise<EmbeddedHost> {
+/** `restart: false` (tests): a process that dies stays dead, so what the servers see then can be checked. */
+export async function startEmbeddedHost(dataDir: string, logger: Logger, options: { restart?: boolean } = {}): Promise<EmbeddedHost> {
   const socketDir = await mkdtemp(join(tmpdir(), 'chorus-db-'));
   const request: HostRequest = { dataDir, socketPath: join(socketDir, `.s.PGSQL.${SOCKET_PORT}`) };
   let child: ChildProcess | undefined;
@@ -37,7 +40,7 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger): Promis
     child = started.child;
     await started.ready;
     started.child.once('exit', (code, signal) => {
-      if (closing) return;
+      if (closing || options.restart === false) return;
       const delay = RESTART_DELAYS_MS[Math.min(failures++, RESTART_DELAYS_MS.length - 1)];
       logger.error({ code, signal, restart_in_ms: delay }, 'the embedded database process ended; restarting it');
       setTimeout(() => void relaunch(), delay).unref();
@@ -67,15 +70,18 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger): Promis
     pid: () => child?.pid,
     close: async () => {
       closing = true;
-      const running = child;
-      if (running && running.exitCode === null && running.signalCode === null) {
-        const exited = new Promise((resolve) => running.once('exit', resolve));
-        running.kill('SIGTERM');
-        await exited;
-      }
+      await stop(child, 'SIGTERM');
       await rm(socketDir, { recursive: true, force: true });
     },
+    kill: () => stop(child, 'SIGKILL'),
   };
+}
+
+async function stop(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
 }
 
 /** Forks the process; `ready` settles when it serves or has failed. */

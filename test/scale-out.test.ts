@@ -1,0 +1,258 @@
+// Several server processes and the embedded database's own process (issue 13, points 1–3):
+// WORKERS=2 serving sessions from two processes on one port, one embedded database shared by
+// both, the database process's multiplexer (its transactions, units of work and LISTEN/NOTIFY
+// across connections), /healthz (503 when draining and when the database is gone), the
+// SIGTERM drain, and the WORKERS / DRAIN_TIMEOUT_MS settings.
+import assert from 'node:assert/strict';
+import { get } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { pino } from 'pino';
+import { buildApp } from '../src/app.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import type { Database } from '../src/db/client.ts';
+import { type EmbeddedHost, startEmbeddedHost } from '../src/db/embedded-host.ts';
+import { Repo } from '../src/db/repo.ts';
+import { Health } from '../src/http/health.ts';
+import { createLlm } from '../src/llm/chat.ts';
+import { MessageSpool } from '../src/session/message-spool.ts';
+import type { WebSocketRouter } from '../src/session/router.ts';
+import { shutdown } from '../src/shutdown.ts';
+import { TestClient } from './support/client.ts';
+import { closeTestDatabases, openTestDatabases } from './support/db.ts';
+import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
+import { type ServerProcess, startServerProcess } from './support/server-process.ts';
+
+const silent = pino({ level: 'silent' });
+const temporary: string[] = [];
+const tempDir = async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'chorus-scale-'));
+  temporary.push(dir);
+  return dir;
+};
+const processes: ServerProcess[] = [];
+const start = async (env: Record<string, string>) => {
+  const child = await startServerProcess({ SEED_STARTER_CAST: 'false', ...env });
+  processes.push(child);
+  return child;
+};
+after(async () => {
+  for (const child of processes) await child.kill();
+  for (const dir of temporary) await rm(dir, { recursive: true, force: true });
+});
+
+/** GET /healthz on a connection of its own (no keep-alive), so each may reach another worker. */
+function healthz(port: number): Promise<{ status: number; body: { status: string; pid: number; database: { ok: boolean; kind: string; error?: string } } }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/healthz', agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    }).on('error', reject);
+  });
+}
+
+/** A session, and the pid of the process that took it (the X-Chorus-Pid header of the upgrade). */
+async function session(url: string): Promise<{ client: TestClient; pid: number }> {
+  let pid = NaN;
+  const client = await TestClient.connect(url, { onUpgrade: (res) => (pid = Number(res.headers['x-chorus-pid'])) });
+  return { client, pid };
+}
+
+/** Sessions until one is served by a process not in `seen` (round robin: the next one is). */
+async function sessionOnAnother(url: string, seen: Set<number>, tries = 8): Promise<{ client: TestClient; pid: number }> {
+  for (let i = 0; i < tries; i++) {
+    const opened = await session(url);
+    if (!seen.has(opened.pid)) return opened;
+    await opened.client.close();
+  }
+  throw new Error(`${tries} sessions, all on ${[...seen].join(', ')}`);
+}
+
+describe('WORKERS and DRAIN_TIMEOUT_MS settings', () => {
+  test('WORKERS is 1 by default, a number of processes, or auto (one per core); anything else stops start-up naming it', () => {
+    assert.equal(loadConfig({}).workers, 1);
+    assert.equal(loadConfig({ WORKERS: '3' }).workers, 3);
+    assert.equal(loadConfig({ WORKERS: 'auto' }).workers, availableParallelism());
+    for (const bad of ['0', '-1', '1.5', 'two', 'AUTO', '257']) {
+      assert.throws(() => loadConfig({ WORKERS: bad }), (error: unknown) => error instanceof ConfigError && error.problems.some((p) => p.startsWith(`WORKERS="${bad}"`)), bad);
+    }
+  });
+
+  test('DRAIN_TIMEOUT_MS is 0 by default and at most half of SHUTDOWN_TIMEOUT_MS', () => {
+    assert.equal(loadConfig({}).drainTimeoutMs, 0);
+    assert.equal(loadConfig({ DRAIN_TIMEOUT_MS: '5000' }).drainTimeoutMs, 5000);
+    assert.throws(() => loadConfig({ DRAIN_TIMEOUT_MS: '5001' }), /DRAIN_TIMEOUT_MS=5001: must be at most half of SHUTDOWN_TIMEOUT_MS/);
+  });
+});
+
+describe('the embedded database process, shared over its socket', () => {
+  let host: EmbeddedHost;
+  let a: pg.Pool;
+  let b: pg.Pool;
+  before(async () => {
+    host = await startEmbeddedHost(await tempDir(), silent, { restart: false });
+    a = new pg.Pool({ connectionString: host.url, max: 4 });
+    b = new pg.Pool({ connectionString: host.url, max: 4 });
+    await a.query('create table scale_rows (n int)');
+  });
+  after(async () => {
+    await a?.end();
+    await b?.end();
+    await host?.close();
+  });
+
+  test('ran the migrations before it served', async () => {
+    const { rows } = await a.query<{ n: string }>('select count(*) as n from characters');
+    assert.equal(rows[0]!.n, '0');
+  });
+
+  test('statements from many connections at once each get their own answer', async () => {
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).query<{ n: number; t: string }>('select $1::int as n, $2::text as t', [i, `text ${i}`])));
+    answers.forEach((answer, i) => assert.deepEqual(answer.rows, [{ n: i, t: `text ${i}` }]));
+  });
+
+  test("another connection's statement never runs inside an open transaction", async () => {
+    const tx = await a.connect();
+    try {
+      await tx.query('begin');
+      await tx.query('insert into scale_rows values (1)');
+      const other = b.query<{ n: string }>('select count(*) as n from scale_rows'); // waits for the transaction
+      assert.equal((await tx.query<{ n: string }>('select count(*) as n from scale_rows')).rows[0]!.n, '1');
+      await tx.query('rollback');
+      assert.equal((await other).rows[0]!.n, '0', 'it ran after the rollback, not inside the transaction');
+    } finally {
+      tx.release();
+    }
+  });
+
+  test('a connection that goes away in a transaction is rolled back and frees the database', async () => {
+    const lone = new pg.Client({ connectionString: host.url });
+    await lone.connect();
+    await lone.query('begin');
+    await lone.query('insert into scale_rows values (2)');
+    await lone.end(); // Terminate in the middle of the transaction
+    assert.equal((await b.query<{ n: string }>('select count(*) as n from scale_rows')).rows[0]!.n, '0');
+  });
+
+  test('LISTEN on one connection hears NOTIFY from another; UNLISTEN stops that connection only', async () => {
+    const [one, two] = [await b.connect(), await b.connect()];
+    try {
+      const heard = { one: [] as string[], two: [] as string[] };
+      const next = (client: pg.PoolClient) => new Promise<string>((resolve) => client.once('notification', (n) => resolve(n.payload ?? '')));
+      one.on('notification', (n) => heard.one.push(n.payload ?? ''));
+      two.on('notification', (n) => heard.two.push(n.payload ?? ''));
+      await one.query('LISTEN "Scale_Changes"');
+      await two.query('listen "Scale_Changes"');
+      const both = Promise.all([next(one), next(two)]);
+      await a.query(`select pg_notify('Scale_Changes', 'first')`);
+      assert.deepEqual(await both, ['first', 'first']);
+
+      await one.query('UNLISTEN "Scale_Changes"');
+      const second = next(two);
+      await a.query(`select pg_notify('Scale_Changes', 'second')`);
+      assert.equal(await second, 'second');
+      await one.query('select 1'); // anything sent to it before this answer has arrived
+      assert.deepEqual(heard, { one: ['first'], two: ['first', 'second'] });
+    } finally {
+      one.release();
+      two.release();
+    }
+  });
+});
+
+describe('WORKERS=2', () => {
+  test('two server processes serve sessions on one port, on one embedded database', async () => {
+    const server = await start({ WORKERS: '2', DATA_DIR: await tempDir() });
+    const first = await session(server.wsUrl);
+    const second = await sessionOnAnother(server.wsUrl, new Set([first.pid]));
+    assert.notEqual(first.pid, second.pid);
+    assert.ok(first.pid !== server.child.pid && second.pid !== server.child.pid, 'the primary serves no one itself');
+
+    // A change made through one process is read through the other.
+    const created = await first.client.request({ type: 'create_character', data: { name: 'Across Processes' } });
+    assert.equal(created.type, 'character_created', JSON.stringify(created));
+    const listed = await second.client.request({ type: 'get_characters' });
+    assert.equal(listed.type, 'characters_data', JSON.stringify(listed));
+    assert.ok(listed.type === 'characters_data' && listed.data.some((c) => c.name === 'Across Processes'));
+    const health = await healthz(server.port);
+    assert.equal(health.body.database.kind, 'embedded');
+
+    await first.client.close();
+    await second.client.close();
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exited, 0, server.output());
+  });
+});
+
+describe('/healthz', () => {
+  test('503 database_unavailable once the database process is gone', async () => {
+    const host = await startEmbeddedHost(await tempDir(), silent, { restart: false });
+    try {
+      const server = await start({ DATABASE_URL: host.url, DATA_DIR: await tempDir() });
+      const up = await healthz(server.port);
+      assert.equal(up.status, 200);
+      assert.deepEqual([up.body.status, up.body.database.ok], ['ok', true]);
+      await host.kill();
+      const down = await healthz(server.port);
+      assert.equal(down.status, 503, JSON.stringify(down.body));
+      assert.deepEqual([down.body.status, down.body.database.ok, down.body.database.error], ['database_unavailable', false, 'unreachable']);
+    } finally {
+      await host.close();
+    }
+  });
+
+  test('503 draining from the start of the shutdown, while a running turn finishes; new sessions are refused', async () => {
+    const shared = (await openTestDatabases())[0]!.database;
+    const database: Database = { ...shared, close: async () => {} }; // shared by the file's tests: not closed here
+    const config = loadConfig({ PORT: '0', WEB_DIR: './no-such-dir', LOG_LEVEL: 'silent', TTS_ENGINE: 'none' });
+    const llm = createLlm(config.llm);
+    let finishTurn = () => {};
+    const turn = new Promise<void>((resolve) => (finishTurn = resolve));
+    const runningSession = { turnFinished: () => turn, close: async () => {} } as unknown as WebSocketRouter;
+    const sessions = new Set([runningSession]);
+    const health = new Health({ database, llm, tts: undefined, stt: undefined, sessionCount: () => sessions.size });
+    const app = await buildApp({ config, database, repo: new Repo(database), llm, logger: silent, tts: undefined, stt: undefined, sessions: new Set(), health });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200);
+      const done = shutdown({ app, sessions, spool: new MessageSpool(await tempDir()), database, closeEngines: async () => {}, logger: silent, timeoutMs: 60_000, health, drainTimeoutMs: 30_000 });
+      const draining = await app.inject({ url: '/healthz' });
+      assert.equal(draining.statusCode, 503);
+      assert.equal(draining.json().status, 'draining');
+      const ws = await app.inject({ url: '/ws', headers: { connection: 'upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+      assert.equal(ws.statusCode, 503, 'no new session while draining');
+      finishTurn();
+      await done;
+    } finally {
+      finishTurn();
+      await app.close();
+      await closeTestDatabases();
+    }
+  });
+});
+
+describe('SIGTERM with DRAIN_TIMEOUT_MS', () => {
+  let llm: EngineServer;
+  before(async () => (llm = await startEngineServer()));
+  after(async () => llm?.close());
+
+  test('a running turn finishes (not interrupted) before the socket closes with 1001', async () => {
+    const server = await start({ DATA_DIR: await tempDir(), LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'k', DRAIN_TIMEOUT_MS: '5000', SHUTDOWN_TIMEOUT_MS: '20000' });
+    const { client } = await session(server.wsUrl);
+    const closed = new Promise<number>((resolve) => client.ws.once('close', (code) => resolve(code)));
+    await client.request({ type: 'create_character', data: { name: 'Bob' } });
+    const story = 'Once upon a time there was a loaf that would not rise';
+    llm.chat.enqueue({ tokens: tokenize(story), tokenDelayMs: 100 });
+    client.send({ type: 'user_message', data: { text: 'Bob, a story' } });
+    await client.next('text_chunk', 10_000);
+    server.child.kill('SIGTERM');
+    const stop = await client.next('text_stream_stop', 15_000);
+    assert.deepEqual([stop.data.interrupted ?? false, stop.data.text], [false, story], server.output());
+    assert.equal(await closed, 1001);
+    assert.equal(await server.exited, 0, server.output());
+  });
+});
