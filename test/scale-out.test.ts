@@ -111,21 +111,27 @@ describe('the embedded database process, shared over its socket', () => {
   });
 
   test('statements from many connections at once each get their own answer', async () => {
-    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).query<{ n: number; t: string }>('select $1::int as n, $2::text as t', [i, `text ${i}`])));
-    answers.forEach((answer, i) => assert.deepEqual(answer.rows, [{ n: i, t: `text ${i}` }]));
+    // Each pool its own statement: were one's Parse/Bind/Execute to interleave with the other's, answers would mix.
+    const statement = (i: number) => (i % 2 ? 'select $1::int as n, $2::text as t' : "select $1::int as n, $2::text as t, 'b' as pool");
+    const expected = (i: number) => (i % 2 ? { n: i, t: `text ${i}` } : { n: i, t: `text ${i}`, pool: 'b' });
+    const answers = await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 ? a : b).query(statement(i), [i, `text ${i}`])));
+    answers.forEach((answer, i) => assert.deepEqual(answer.rows, [expected(i)]));
   });
 
   test("another connection's statement never runs inside an open transaction", async () => {
-    const tx = await a.connect();
+    const [tx, reader] = [await a.connect(), await b.connect()];
     try {
       await tx.query('begin');
       await tx.query('insert into scale_rows values (1)');
-      const other = b.query<{ n: string }>('select count(*) as n from scale_rows'); // waits for the transaction
+      const other = reader.query<{ n: string }>('select count(*) as n from scale_rows'); // sent now; waits for the transaction
+      // Round trips of the transaction, each a chance for the other statement to cut in if it could.
+      for (let i = 0; i < 20; i++) await tx.query('select 1');
       assert.equal((await tx.query<{ n: string }>('select count(*) as n from scale_rows')).rows[0]!.n, '1');
       await tx.query('rollback');
       assert.equal((await other).rows[0]!.n, '0', 'it ran after the rollback, not inside the transaction');
     } finally {
       tx.release();
+      reader.release();
     }
   });
 

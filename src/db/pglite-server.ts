@@ -4,11 +4,12 @@
 // unit of work is done (a simple Query, or extended-protocol messages up to Sync) and, when
 // that left a transaction open, until the transaction ends, so no statement of another
 // connection ever lands inside someone else's Parse/Bind/Execute sequence or transaction.
-// (@electric-sql/pglite-socket 0.2.17's multiplexer queues each protocol message on its own and
-// holds the backend only across explicit transactions, so another client's Parse may land
-// between one client's Parse and its Execute; and it hands a NOTIFY's message to whichever
+// (@electric-sql/pglite-socket 0.2.17, whose multiplexer this replaces, queues each protocol
+// message on its own and holds the backend only across explicit transactions, so by its code
+// another client's Parse may land between one client's Parse and its Execute (not seen in
+// practice: PGlite answers synchronously); and it hands a NOTIFY's message to whichever
 // connection ran the query that produced it, so a listener on another connection never hears
-// it (measured: see docs/performance.md). This server avoids both.)
+// it (measured; docs/performance.md). This server avoids both.)
 //
 // LISTEN/NOTIFY: the one backend listens on the union of every connection's channels; the
 // NotificationResponse messages PGlite emits are taken out of whatever output carries them
