@@ -74,7 +74,8 @@ async function serve(config: Config, logger: Logger, target: DatabaseTarget): Pr
   if (!llm.client) logger.warn('no LLM API key: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server)');
 
   const engine = await createTtsEngine(config.tts);
-  const clips = new ClipStore(config.dataDir);
+  // Under WORKERS the processes share DATA_DIR/voices: a clip another one just saved is spared for 10 minutes.
+  const clips = new ClipStore(config.dataDir, cluster.isWorker ? 600_000 : 0);
   const tts = engine && { engine, voices: new VoiceResolver(repo, engine, logger, clips), audioLeadMs: config.tts.audioLeadMs, lookahead: config.tts.lookahead };
   logger.info({ tts: engine?.name ?? 'none', engines: engine?.list().map((e) => e.name) ?? [], output_sample_rate: engine?.sampleRate }, 'speech output');
 
