@@ -123,8 +123,9 @@ export async function buildApp(deps: AppDeps) {
   // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
   // read and answered with a clear error instead.
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
-  // Which server process took the session (several share the port under WORKERS): for the bench and tests.
+  // Which server process answered (several share the port under WORKERS): for the bench, tests and operators.
   app.websocketServer.on('headers', (headers: string[]) => headers.push(`X-Chorus-Pid: ${process.pid}`));
+  app.addHook('onRequest', async (_req, reply) => void reply.header('x-chorus-pid', String(process.pid)));
   await app.register(accessControl, { config }); // Host, Origin and AUTH_TOKEN checks, before any route
 
   const health = deps.health ?? new Health({ database: deps.database, llm: deps.llm, tts: deps.tts, stt: deps.stt, sessionCount: () => deps.sessions?.size ?? 0 });
