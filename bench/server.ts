@@ -100,7 +100,14 @@ export async function startServer(opts: {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 
-  const workerPids = (opts.workers ?? 1) > 1 ? await discoverWorkers(httpUrl, opts.workers ?? 1) : [];
+  let workerPids: number[] = [];
+  try {
+    if ((opts.workers ?? 1) > 1) workerPids = await discoverWorkers(httpUrl, opts.workers ?? 1);
+  } catch (error) {
+    child.kill('SIGTERM'); // no handle is returned, so nothing else would stop it
+    await exit;
+    throw error;
+  }
   const measured = workerPids.length > 0 ? workerPids : [pid];
   return {
     pid,
