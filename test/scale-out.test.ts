@@ -9,11 +9,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import type { Database } from '../src/db/client.ts';
+import { type Database, openDatabase } from '../src/db/client.ts';
 import { type EmbeddedHost, startEmbeddedHost } from '../src/db/embedded-host.ts';
 import { Repo } from '../src/db/repo.ts';
 import { Health } from '../src/http/health.ts';
@@ -43,6 +44,30 @@ after(async () => {
   for (const child of processes) await child.kill();
   for (const dir of temporary) await rm(dir, { recursive: true, force: true });
 });
+
+/** Resolves with the first JSON log line of `child`, from now on, that `match` accepts. */
+function nextLogLine(child: ServerProcess, match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    let pending = '';
+    const scan = (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        let parsed: Record<string, unknown>;
+        try {
+          parsed = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        if (!match(parsed)) continue;
+        child.child.stdout?.off('data', scan);
+        return resolve(parsed);
+      }
+    };
+    child.child.stdout?.on('data', scan);
+  });
+}
 
 /** GET /healthz on a connection of its own (no keep-alive), so each may reach another worker. */
 function healthz(port: number): Promise<{ status: number; body: { status: string; pid: number; database: { ok: boolean; kind: string; error?: string } } }> {
@@ -191,6 +216,52 @@ describe('WORKERS=2', () => {
     await second.client.close();
     server.child.kill('SIGTERM');
     assert.equal(await server.exited, 0, server.output());
+  });
+});
+
+describe('supervision', () => {
+  test('WORKERS=2: a worker that dies is replaced; the other keeps its session', async () => {
+    const server = await start({ WORKERS: '2', DATA_DIR: await tempDir() });
+    const first = await session(server.wsUrl);
+    const second = await sessionOnAnother(server.wsUrl, new Set([first.pid]));
+    const replaced = nextLogLine(server, (l) => l.msg === 'worker is ready');
+    const lost = new Promise<number>((resolve) => first.client.ws.once('close', (code) => resolve(code)));
+    process.kill(first.pid, 'SIGKILL');
+    await lost;
+    const fresh = (await replaced).pid as number;
+    assert.ok(fresh !== first.pid && fresh !== second.pid, `a new worker (${fresh})`);
+    const answer = await second.client.request({ type: 'get_characters' });
+    assert.equal(answer.type, 'characters_data', 'the other worker\'s session goes on');
+    const third = await sessionOnAnother(server.wsUrl, new Set([second.pid]));
+    assert.equal(third.pid, fresh, 'the new worker takes sessions');
+    await Promise.all([second.client.close(), third.client.close()]);
+  });
+
+  test('the embedded database process is restarted after it dies, and the pools reconnect', async () => {
+    const events: string[] = [];
+    let back = () => {};
+    const restarted = new Promise<void>((resolve) => (back = resolve));
+    const logger = pino({ level: 'info' }, { write: (line: string) => {
+      const msg = (JSON.parse(line) as { msg: string }).msg;
+      events.push(msg);
+      if (msg === 'the embedded database process is back') back();
+    } });
+    const host = await startEmbeddedHost(await tempDir(), logger);
+    const database = await openDatabase({ databaseUrl: host.url }); // the server's own pool
+    try {
+      await database.db.execute(sql`create table survives (n int)`);
+      await database.db.execute(sql`insert into survives values (7)`);
+      const before = host.pid();
+      process.kill(before!, 'SIGKILL');
+      await restarted;
+      assert.notEqual(host.pid(), before);
+      const rows = (await database.db.execute(sql`select n from survives`)) as unknown as { rows: unknown[] };
+      assert.deepEqual(rows.rows, [{ n: 7 }], 'the data (in DATA_DIR) and a new connection');
+      assert.ok(events.includes('the embedded database process ended; restarting it'), events.join('\n'));
+    } finally {
+      await database.close();
+      await host.close();
+    }
   });
 });
 

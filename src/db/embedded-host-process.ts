@@ -3,6 +3,7 @@
 // (src/db/pglite-server.ts), so no Chorus server thread ever runs the WASM database. Started
 // by src/db/embedded-host.ts with an IPC channel; it says `ready` there, and it closes the
 // database (flushing it to disk) on SIGTERM, on `close`, or when its parent goes away.
+import { rm } from 'node:fs/promises';
 import { openPglite } from './client.ts';
 import { PgliteServer } from './pglite-server.ts';
 
@@ -16,6 +17,8 @@ export type HostMessage = { type: 'ready' } | { type: 'failed'; error: string };
 
 async function serve(request: HostRequest): Promise<void> {
   const database = await openPglite(request.dataDir);
+  // A process before this one that was killed left its socket file behind (the directory is ours alone).
+  await rm(request.socketPath, { force: true });
   const server = new PgliteServer({ db: database.client, path: request.socketPath });
   await server.start();
   let closing: Promise<void> | undefined;
