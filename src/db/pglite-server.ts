@@ -127,7 +127,7 @@ class Connection {
       if (this.server.answersLocally(this, text)) return;
       this.server.noteListen(this, text);
     }
-    if (type === 'P') this.server.noteListen(this, cString(message, 5 + cString(message, 5).length + 1));
+    if (type === 'P') this.server.noteListen(this, cString(message, message.indexOf(0, 5) + 1)); // after the statement name
     await this.server.lock.acquire(this);
     if (this.closed) return this.server.lock.release(this);
     await this.server.run(this, message);
