@@ -41,6 +41,8 @@ export class Health {
   private drainingSince: number | undefined;
   /** One check at a time: probes that arrive meanwhile share it. */
   private check: Promise<HealthReport['database']> | undefined;
+  /** The `select 1` in flight, which may outlive the check that started it. */
+  private query: Promise<'ok' | 'unreachable'> | undefined;
 
   constructor(
     private readonly deps: HealthDeps,
@@ -80,10 +82,14 @@ export class Health {
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), DB_CHECK_TIMEOUT_MS)));
-    const query = this.deps.database.db.execute(sql`select 1`).then(
-      () => 'ok' as const,
-      () => 'unreachable' as const,
-    );
+    // A query that outlived its time is waited for again rather than joined by another: probes of a hung database must not fill the pool.
+    const query = (this.query ??= this.deps.database.db
+      .execute(sql`select 1`)
+      .then(
+        () => 'ok' as const,
+        () => 'unreachable' as const,
+      )
+      .finally(() => (this.query = undefined)));
     const outcome = await Promise.race([query, timeout]);
     clearTimeout(timer);
     const latency_ms = Math.round((performance.now() - started) * 10) / 10;
