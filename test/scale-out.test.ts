@@ -5,11 +5,13 @@
 // SIGTERM drain, and the WORKERS / DRAIN_TIMEOUT_MS settings.
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
+import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.ts';
@@ -279,6 +281,29 @@ describe('/healthz', () => {
       assert.deepEqual([down.body.status, down.body.database.ok, down.body.database.error], ['database_unavailable', false, 'unreachable']);
     } finally {
       await host.close();
+    }
+  });
+
+  test('503 database_unavailable (timeout) when the database does not answer within a second, without piling up queries', async () => {
+    // A "database" that accepts connections and never answers.
+    const sockets: import('node:net').Socket[] = [];
+    const silentServer = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silentServer.listen(0, '127.0.0.1', resolve));
+    const pool = new pg.Pool({ connectionString: `postgres://nobody@127.0.0.1:${(silentServer.address() as { port: number }).port}/none`, max: 4 });
+    pool.on('error', () => {});
+    const database: Database = { kind: 'postgres', db: drizzle({ client: pool }) as unknown as Database['db'], close: () => pool.end() };
+    const health = new Health({ database, llm: createLlm(loadConfig({}).llm), tts: undefined, stt: undefined, sessionCount: () => 0 });
+    try {
+      for (let probe = 0; probe < 3; probe++) {
+        const { httpStatus, body } = await health.report();
+        assert.equal(httpStatus, 503);
+        assert.deepEqual([body.status, body.database.ok, body.database.error], ['database_unavailable', false, 'timeout']);
+      }
+      assert.equal(sockets.length, 1, 'the probes waited on one query, not one each');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await pool.end().catch(() => {});
+      await new Promise((resolve) => silentServer.close(resolve));
     }
   });
 
