@@ -1,6 +1,9 @@
 // Opens the database: a PostgreSQL server when a URL is given, otherwise embedded PGlite
-// (PostgreSQL compiled to WASM) in a data directory, so `npm start` needs no server. Both get
-// the same schema, the same migrations from drizzle/ and the same drizzle query API.
+// (PostgreSQL compiled to WASM) in a data directory, in this thread. Both get the same schema,
+// the same migrations from drizzle/ and the same drizzle query API. The server itself always
+// takes the URL: without DATABASE_URL, src/db/embedded-host.ts runs PGlite in a process of its
+// own (which opens it here) and hands the server its socket's URL; PGlite in-thread is for that
+// process, tests and benches.
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
