@@ -195,6 +195,33 @@ describe('the embedded database process, shared over its socket', () => {
       two.release();
     }
   });
+  test('session-level advisory locks belong to one connection, as on a PostgreSQL server', async () => {
+    const [one, two] = [new pg.Client({ connectionString: host.url }), new pg.Client({ connectionString: host.url })];
+    await one.connect();
+    await two.connect();
+    try {
+      const got = async (client: pg.Client, text: string, values: unknown[] = []) => Object.values((await client.query(text, values)).rows[0] as object)[0];
+      assert.equal(await got(one, 'select pg_try_advisory_lock(4242)'), true);
+      assert.equal(await got(one, 'select pg_try_advisory_lock($1)', [4242]), true, 're-entrant for its holder');
+      assert.equal(await got(two, 'select pg_try_advisory_lock($1) as mine', [4242]), false, 'not for another connection');
+      assert.equal(await got(two, 'select pg_advisory_unlock($1)', [4242]), false, 'nor can another release it');
+      let waited = false;
+      const blocked = two.query('select pg_advisory_lock($1)', [4242]).then(() => (waited = true));
+      assert.equal(await got(one, 'select pg_advisory_unlock(4242)'), true);
+      assert.equal(waited, false, 'still held once (taken twice)');
+      assert.equal(await got(one, 'select pg_advisory_unlock($1)', [4242]), true);
+      await blocked; // the waiter gets it as soon as the holder lets go
+      assert.equal(await got(one, 'select pg_try_advisory_lock(4242)'), false);
+      assert.equal(await got(one, 'select pg_try_advisory_lock(1, 2)'), true, 'two-key locks are another key space');
+      assert.equal(await got(two, 'select pg_try_advisory_lock($1, $2)', [1, 2]), false);
+      await two.end(); // a connection that goes away lets go of its locks
+      assert.equal(await got(one, 'select pg_try_advisory_lock(4242)'), true);
+      assert.deepEqual((await one.query('select pg_advisory_unlock_all()')).rows, [{ pg_advisory_unlock_all: '' }]);
+    } finally {
+      await one.end();
+      await two.end().catch(() => {});
+    }
+  });
 });
 
 describe('WORKERS=2', () => {

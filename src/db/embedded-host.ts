@@ -34,6 +34,8 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger, options
   let child: ChildProcess | undefined;
   let closing = false;
   let failures = 0;
+  let restartTimer: NodeJS.Timeout | undefined;
+  const restartAfter = (delay: number | undefined) => (restartTimer = setTimeout(() => void relaunch(), delay ?? 5000));
 
   const launch = async (): Promise<void> => {
     const started = spawnHost(request);
@@ -43,7 +45,7 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger, options
       if (closing || options.restart === false) return;
       const delay = RESTART_DELAYS_MS[Math.min(failures++, RESTART_DELAYS_MS.length - 1)];
       logger.error({ code, signal, restart_in_ms: delay }, 'the embedded database process ended; restarting it');
-      setTimeout(() => void relaunch(), delay).unref();
+      restartAfter(delay);
     });
   };
   const relaunch = async () => {
@@ -55,7 +57,7 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger, options
     } catch (error) {
       const delay = RESTART_DELAYS_MS[Math.min(failures++, RESTART_DELAYS_MS.length - 1)];
       logger.error({ err: error, restart_in_ms: delay }, 'the embedded database process did not start');
-      setTimeout(() => void relaunch(), delay).unref();
+      restartAfter(delay);
     }
   };
 
@@ -70,6 +72,7 @@ export async function startEmbeddedHost(dataDir: string, logger: Logger, options
     pid: () => child?.pid,
     close: async () => {
       closing = true;
+      clearTimeout(restartTimer);
       await stop(child, 'SIGTERM');
       await rm(socketDir, { recursive: true, force: true });
     },

@@ -16,11 +16,12 @@
 // and sent to each connection that listens on that channel. UNLISTEN is answered here (the
 // backend keeps listening, harmlessly, for the other connections).
 //
-// Session state is shared by all connections (it is one backend): SET, named prepared
-// statements, temporary tables and session-level advisory locks are seen by every client.
-// Chorus uses none of them across connections, except migrations, which run here first.
+// Session-level advisory locks are answered here, per connection (src/db/advisory-locks.ts).
+// Other session state is shared by all connections (it is one backend): SET, named prepared
+// statements and temporary tables are seen by every client; Chorus uses none of them.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { PGlite } from '@electric-sql/pglite';
+import { type AdvisoryCall, advisoryCall, AdvisoryLocks, lockKey } from './advisory-locks.ts';
 
 const SSL_REQUEST = 80877103;
 const CANCEL_REQUEST = 80877102;
@@ -78,6 +79,8 @@ class Connection {
   private unsynced = false;
   /** The backend's transaction status after this connection's last ReadyForQuery. */
   status = 'I';
+  /** An advisory lock call being answered here (Parse … Sync), with its Bind's parameters. */
+  private advisory: { call: AdvisoryCall; params: string[] } | undefined;
   readonly channels = new Set<string>();
 
   constructor(
@@ -121,13 +124,27 @@ class Connection {
   private async handle(message: Buffer): Promise<void> {
     if (!this.started) return this.startup(message);
     const type = String.fromCharCode(message[0] ?? 0);
-    if (type === 'X') return void this.socket.end();
+    if (type === 'X') {
+      void this.close(); // its locks are free before the client learns it has ended
+      return void this.socket.end();
+    }
+    if (this.advisory) return this.advisoryMessage(type, message);
     if (type === 'Q') {
       const text = cString(message, 5);
+      const call = advisoryCall(text);
+      if (call) return this.answerSimple(call);
       if (this.server.answersLocally(this, text)) return;
       this.server.noteListen(this, text);
     }
-    if (type === 'P') this.server.noteListen(this, cString(message, message.indexOf(0, 5) + 1)); // after the statement name
+    if (type === 'P') {
+      const text = cString(message, message.indexOf(0, 5) + 1); // after the statement name
+      const call = advisoryCall(text);
+      if (call) {
+        this.advisory = { call, params: [] };
+        return this.send(backendMessage('1', Buffer.alloc(0)));
+      }
+      this.server.noteListen(this, text);
+    }
     await this.server.lock.acquire(this);
     if (this.closed) return this.server.lock.release(this);
     await this.server.run(this, message);
@@ -150,6 +167,36 @@ class Connection {
     }
   }
 
+  /** An advisory lock call by simple query: answered in full here. */
+  private async answerSimple(call: AdvisoryCall): Promise<void> {
+    const value = await this.server.advise(this, call, []);
+    this.send(Buffer.concat([rowDescription(call), dataRow(value), backendMessage('C', cStringBytes('SELECT 1')), backendMessage('Z', Buffer.from(this.status))]));
+  }
+
+  /** The rest of an advisory lock call's extended-protocol messages, up to its Sync. */
+  private async advisoryMessage(type: string, message: Buffer): Promise<void> {
+    const advisory = this.advisory!;
+    const answers: Record<string, () => Promise<Buffer> | Buffer> = {
+      B: () => {
+        advisory.params = bindParameters(message);
+        return backendMessage('2', Buffer.alloc(0));
+      },
+      D: () => (message[5] === 0x53 /* S */ ? Buffer.concat([parameterDescription(advisory.call), rowDescription(advisory.call)]) : rowDescription(advisory.call)),
+      E: async () => Buffer.concat([dataRow(await this.server.advise(this, advisory.call, advisory.params)), backendMessage('C', cStringBytes('SELECT 1'))]),
+      C: () => backendMessage('3', Buffer.alloc(0)),
+      H: () => Buffer.alloc(0),
+      S: () => {
+        this.advisory = undefined;
+        return backendMessage('Z', Buffer.from(this.status));
+      },
+    };
+    if (!Object.hasOwn(answers, type)) {
+      this.advisory = undefined; // not the shape pg sends: let the backend answer the rest
+      return this.handle(message);
+    }
+    this.send(await answers[type]!());
+  }
+
   send(data: Uint8Array): void {
     if (!this.closed && this.socket.writable) this.socket.write(data);
   }
@@ -159,6 +206,7 @@ class Connection {
     this.closed = true;
     this.server.forget(this);
     this.server.lock.forget(this);
+    this.server.advisoryLocks.releaseAll(this);
     if (!this.server.lock.holds(this)) return;
     // Gone in the middle of a transaction or a Parse/Sync sequence: undo it for the next one.
     try {
@@ -174,6 +222,7 @@ const SYNC = new Uint8Array([0x53, 0, 0, 0, 4]);
 
 export class PgliteServer {
   readonly lock = new BackendLock();
+  readonly advisoryLocks = new AdvisoryLocks();
   private readonly connections = new Set<Connection>();
   private server: Server | undefined;
 
@@ -237,6 +286,21 @@ export class PgliteServer {
     }));
   }
 
+  /** Runs an advisory lock call for `who`; its result as text ('' for void, 't'/'f'). */
+  async advise(who: Connection, call: AdvisoryCall, params: readonly string[]): Promise<string> {
+    if (call.fn === 'pg_advisory_unlock_all') {
+      this.advisoryLocks.releaseAll(who);
+      return '';
+    }
+    const key = lockKey(call.args.map((arg) => (arg.startsWith('$') ? (params[Number(arg.slice(1)) - 1] ?? '0') : arg)));
+    if (call.fn === 'pg_advisory_lock') {
+      await this.advisoryLocks.lock(key, who);
+      return '';
+    }
+    const done = call.fn === 'pg_try_advisory_lock' ? this.advisoryLocks.tryLock(key, who) : this.advisoryLocks.unlock(key, who);
+    return done ? 't' : 'f';
+  }
+
   /** A NotificationResponse goes to every connection listening on its channel. */
   private notify(message: Buffer): void {
     const channel = cString(message, 9);
@@ -295,4 +359,58 @@ function backendMessage(type: string, body: Buffer): Buffer {
   header.write(type, 0);
   header.writeInt32BE(4 + body.length, 1);
   return Buffer.concat([header, body]);
+}
+
+/** void (2278, 4 bytes) for lock and unlock_all, bool (16, 1 byte) for the others. */
+const resultType = (call: AdvisoryCall): [number, number] => (call.fn === 'pg_advisory_lock' || call.fn === 'pg_advisory_unlock_all' ? [2278, 4] : [16, 1]);
+
+function rowDescription(call: AdvisoryCall): Buffer {
+  const [oid, size] = resultType(call);
+  const field = Buffer.alloc(18);
+  field.writeInt32BE(0, 0); // table
+  field.writeInt16BE(0, 4); // column
+  field.writeInt32BE(oid, 6);
+  field.writeInt16BE(size, 10);
+  field.writeInt32BE(-1, 12); // type modifier
+  field.writeInt16BE(0, 16); // text
+  const count = Buffer.alloc(2);
+  count.writeInt16BE(1);
+  return backendMessage('T', Buffer.concat([count, cStringBytes(call.column), field]));
+}
+
+function parameterDescription(call: AdvisoryCall): Buffer {
+  const params = call.args.filter((a) => a.startsWith('$')).length;
+  const body = Buffer.alloc(2 + 4 * params);
+  body.writeInt16BE(params);
+  for (let i = 0; i < params; i++) body.writeInt32BE(20, 2 + 4 * i); // int8
+  return backendMessage('t', body);
+}
+
+function dataRow(value: string): Buffer {
+  const text = Buffer.from(value);
+  const head = Buffer.alloc(6);
+  head.writeInt16BE(1, 0);
+  head.writeInt32BE(text.length, 2);
+  return backendMessage('D', Buffer.concat([head, text]));
+}
+
+/** A Bind's parameter values as text (binary integers converted). */
+function bindParameters(message: Buffer): string[] {
+  let at = message.indexOf(0, 5) + 1; // portal
+  at = message.indexOf(0, at) + 1; // statement
+  const formatCount = message.readInt16BE(at);
+  const formats = Array.from({ length: formatCount }, (_, i) => message.readInt16BE(at + 2 + 2 * i));
+  at += 2 + 2 * formatCount;
+  const count = message.readInt16BE(at);
+  at += 2;
+  const values: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const length = message.readInt32BE(at);
+    at += 4;
+    const bytes = length < 0 ? Buffer.alloc(0) : message.subarray(at, at + length);
+    at += Math.max(0, length);
+    const binary = (formats.length === 1 ? formats[0] : formats[i]) === 1;
+    values.push(!binary ? bytes.toString('utf8') : length === 8 ? bytes.readBigInt64BE().toString() : String(bytes.readInt32BE()));
+  }
+  return values;
 }
