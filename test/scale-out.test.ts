@@ -1,8 +1,9 @@
 // Several server processes and the embedded database's own process (issue 13, points 1–3):
 // WORKERS=2 serving sessions from two processes on one port, one embedded database shared by
-// both, the database process's multiplexer (its transactions, units of work and LISTEN/NOTIFY
-// across connections), /healthz (503 when draining and when the database is gone), the
-// SIGTERM drain, and the WORKERS / DRAIN_TIMEOUT_MS settings.
+// both, supervision (a dead worker replaced, a dead database process restarted), the database
+// process's socket server (its transactions, LISTEN/NOTIFY and session-level advisory locks
+// per connection), /healthz (503 when draining, when the database is gone or does not answer),
+// the SIGTERM drain, and the WORKERS / DRAIN_TIMEOUT_MS settings.
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
