@@ -4,6 +4,7 @@
 // by src/db/embedded-host.ts with an IPC channel; it says `ready` there, and it closes the
 // database (flushing it to disk) on SIGTERM, on `close`, or when its parent goes away.
 import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { openPglite } from './client.ts';
 import { PgliteServer } from './pglite-server.ts';
 
@@ -22,15 +23,17 @@ async function serve(request: HostRequest): Promise<void> {
   const server = new PgliteServer({ db: database.client, path: request.socketPath });
   await server.start();
   let closing: Promise<void> | undefined;
-  const close = () =>
+  const close = (orphaned = false) =>
     (closing ??= (async () => {
       await server.stop();
       await database.close();
+      // A parent that is gone (killed) will not remove the socket's private directory: this does.
+      if (orphaned) await rm(dirname(request.socketPath), { recursive: true, force: true });
       process.exit(0);
     })());
   process.on('SIGTERM', () => void close());
   process.on('SIGINT', () => {}); // a terminal's ^C reaches the whole group: the parent says when
-  process.on('disconnect', () => void close());
+  process.on('disconnect', () => void close(true));
   process.on('message', (message) => {
     if (message === 'close') void close();
   });
