@@ -57,6 +57,8 @@ interface ServerFrame {
 export class BenchClient {
   /** First names of the session's active characters. */
   names: string[] = [];
+  /** The server process that took the session (X-Chorus-Pid of the upgrade; several under --workers). */
+  pid: number | undefined;
   current: TurnRecord | undefined;
   private readonly byMessage = new Map<string, TurnRecord>();
   private audioTurn: TurnRecord | undefined;
@@ -80,6 +82,7 @@ export class BenchClient {
   static connect(url: string, index: number, problem: ProblemSink, timeoutMs = 30_000): Promise<BenchClient> {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const client = new BenchClient(ws, index, problem);
+    ws.once('upgrade', (res) => (client.pid = Number(res.headers['x-chorus-pid']) || undefined));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`session ${index}: no session message after ${timeoutMs} ms`)), timeoutMs);
       const fail = (error: Error) => {

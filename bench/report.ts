@@ -1,6 +1,7 @@
 // What the benchmark prints and writes: the result document (bench/results/latest.json), the
 // targets, the console table, docs/performance.md and the latency chart docs/latency.svg (SVG
 // written by hand from the numbers).
+import type { ProcessReport } from './workers.ts';
 import type { LatencyFigures } from './analyze.ts';
 import type { DbFigures } from './db.ts';
 import { type EndpointingFigures, endpointingText } from './endpointing.ts';
@@ -32,6 +33,8 @@ export interface StepReport {
   problems: string[];
   figures: LatencyFigures;
   profiles: Record<string, Array<{ p: number; value: number }>>;
+  /** --workers: the same figures for each server process alone (bench/workers.ts). */
+  per_process?: ProcessReport[];
 }
 
 export interface Target {
@@ -60,6 +63,8 @@ export interface BenchResult {
     llm: { first_token_delay_ms: number; token_delay_ms: [number, number] };
     tts: { first_byte_delay_ms: number; realtime_factor: number; chunk_ms: number; sample_rate: number; ms_per_char: number };
     database: 'pglite' | 'postgres';
+    /** Server processes (WORKERS); absent in results from before --workers. */
+    workers?: number;
   };
   /** At `config.sessions` concurrent sessions. */
   latency: LatencyFigures & { turns: number; interrupts: number; errors: number };

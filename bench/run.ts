@@ -35,6 +35,7 @@ import { benchPropagation, type PropagationFigures, propagationText, skippedProp
 import { runStep, Tracker } from './step.ts';
 import { planTurn } from './replies.ts';
 import { prng } from './stats.ts';
+import { perProcess, rssMbOf } from './workers.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -47,6 +48,7 @@ const HELP = `npm run bench -- [options]
   --seed N              seed of the scripted conversation (default 1)
   --tts-realtime F      pace of the fake TTS: 1 = real time (default), 0.25 = four times as fast
   --tts-ms-per-char N   audio the fake TTS makes per character of text (default 60, about speaking pace)
+  --workers N           run the server with WORKERS=N (default 1) and report each process's figures too
   --quick               fewer engine and database samples (for a smoke test)
   --results FILE        where to write the JSON (default bench/results/latest.json; with --voice-only, bench/results/voice.json)
   --docs DIR            where to write performance.md and latency.svg (default docs)
@@ -82,6 +84,8 @@ export interface BenchOptions {
   voiceOnly: boolean;
   propagationOnly: boolean;
   propagationSamples: number;
+  /** Server processes (WORKERS); over 1, each one's figures are reported too. */
+  workers: number;
   /** Re-render from this result file instead of running. */
   from: string | undefined;
   log: (line: string) => void;
@@ -109,6 +113,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'voice-only': { type: 'boolean', default: false },
       propagation: { type: 'boolean', default: false },
       'propagation-samples': { type: 'string', default: '200' },
+      workers: { type: 'string', default: '1' },
       from: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -145,6 +150,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     voiceOnly: values['voice-only'],
     propagationOnly: values.propagation,
     propagationSamples: int('propagation-samples', values['propagation-samples'], 0, 100_000),
+    workers: int('workers', values.workers, 1, 16),
     from: values.from === undefined ? undefined : resolve(values.from),
     log: (line) => console.log(line),
   };
@@ -223,13 +229,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     await mkdir(profileDir, { recursive: true });
   }
   const databaseUrl = process.env.DATABASE_URL;
-  const env = serverEnv(engines.baseUrl, dataDir, databaseUrl);
+  const env = { ...serverEnv(engines.baseUrl, dataDir, databaseUrl), WORKERS: String(o.workers) };
   // A smoke test (--quick) measures the engines and databases while the server starts, to save
   // time; a real run measures them after the server has stopped, on a machine otherwise idle.
   const sideBenches = o.quick ? runSideBenches(o, log) : undefined;
   sideBenches?.catch(() => {});
   log(`Starting the server (node --import tsx src/main.ts) on ${databaseUrl ? 'DATABASE_URL' : `a fresh DATA_DIR (${dataDir})`} …`);
-  const server = await startServer({ root: ROOT, env, logFile: join(dirname(o.results), 'server.log'), ...(profileDir ? { profileDir } : {}) });
+  const server = await startServer({ root: ROOT, env, workers: o.workers, logFile: join(dirname(o.results), 'server.log'), ...(profileDir ? { profileDir } : {}) });
+  if (server.workerPids.length > 0) log(`WORKERS=${o.workers}: worker pids ${server.workerPids.join(', ')} (primary ${server.pid})`);
 
   const steps: StepReport[] = [];
   const windows: Array<[bigint, bigint]> = [];
@@ -237,6 +244,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   let speechInput: BenchResult['speech_input'] = { end_of_speech_to_final_ms: null, overhead_ms: null, note: 'not measured' };
   let voice: VoiceFigures | null = null;
   let rssIdle = 0;
+  const idleRssByPid = new Map<number, number>();
   try {
     // The starter cast's voices name the espeak engine, which is always live beside the bench's
     // TTS: they are moved to the default engine (the bench's real-time-paced TTS) so every
@@ -255,6 +263,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     await server.collectGarbage(); // what start-up left behind (PGlite's load buffers) is not the idle footprint
     await new Promise((r) => setTimeout(r, 500));
     rssIdle = server.rssMb();
+    for (const pid of server.workerPids) idleRssByPid.set(pid, rssMbOf(pid));
     log(`Server up (pid ${server.pid}), idle RSS ${rssIdle.toFixed(0)} MB after a warm-up turn.`);
 
     // Speech input, when the server has it.
@@ -280,6 +289,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         llm: LLM,
         interruptEvery: o.interruptEvery,
         firstTag: tag,
+        ...(server.workerPids.length > 0 ? { workers: server.workerPids } : {}),
         log,
       });
       tag = step.nextTag + 1000;
@@ -297,7 +307,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         problems: problems.slice(0, 20),
         figures: analysis.figures,
         profiles: analysis.profiles,
+        ...(step.processes ? { per_process: perProcess(step.turns, step.processes, idleRssByPid) } : {}),
       });
+      for (const p of steps.at(-1)?.per_process ?? []) {
+        const missed = p.targets.filter((t) => !t.pass).map((t) => t.name);
+        log(
+          `  pid ${p.pid}: ${p.sessions} sessions, ${p.turns} turns, text ${p.figures.text_overhead_ms.p50} / ${p.figures.text_overhead_ms.p99} ms, ` +
+            `audio ${p.figures.audio_overhead_ms.p50} / ${p.figures.audio_overhead_ms.p99} ms, interrupt_ack p99 ${p.figures.interrupt_ack_ms.p99} ms, ` +
+            `loop p99 ${p.event_loop_delay_ms.p99} ms, RSS ${p.rss_mb} MB, ${p.errors} errors; targets missed: ${missed.length ? missed.join('; ') : 'none'}`,
+        );
+      }
       const l = step.load;
       load.push({
         sessions,
@@ -367,6 +386,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       llm: { first_token_delay_ms: LLM.firstTokenDelayMs, token_delay_ms: LLM.tokenDelayMs },
       tts: { first_byte_delay_ms: TTS.firstByteDelayMs, realtime_factor: o.ttsRealtime, chunk_ms: TTS.chunkMs, sample_rate: TTS.sampleRate, ms_per_char: o.ttsMsPerChar },
       database: databaseUrl ? 'postgres' : 'pglite',
+      workers: o.workers,
     },
     latency: { ...latencyStep.figures, turns: latencyStep.turns, interrupts: latencyStep.interrupts, errors: latencyStep.errors },
     speech_input: speechInput,

@@ -2,13 +2,16 @@
 // configured by environment variables, on a free port. Gives its pid (to read RSS and CPU time
 // from /proc), scrapes /metrics, and stops it gracefully so a CPU profile gets written.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { WebSocket } from 'ws';
 import { parsePrometheus, type Sample } from './stats.ts';
+import { cpuSecondsOf, discoverWorkers, rssMbOf } from './workers.ts';
 
 export interface ServerProcess {
   pid: number;
+  /** --workers: the worker processes' pids (rssMb and cpuSeconds then add theirs up; the primary serves no one). */
+  workerPids: number[];
   httpUrl: string;
   wsUrl: string;
   scrape(): Promise<Sample[]>;
@@ -35,15 +38,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux the bench runs on). */
-const USER_HZ = 100;
-
 export async function startServer(opts: {
   root: string;
   env: Record<string, string>;
   logFile: string;
   /** Directory for a V8 CPU profile (--cpu-prof), written when the server exits. */
   profileDir?: string;
+  /** WORKERS of the server (its env must say the same): their pids are found once it is up. */
+  workers?: number;
   startTimeoutMs?: number;
 }): Promise<ServerProcess> {
   const port = await freePort();
@@ -98,8 +100,18 @@ export async function startServer(opts: {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 
+  let workerPids: number[] = [];
+  try {
+    if ((opts.workers ?? 1) > 1) workerPids = await discoverWorkers(httpUrl, opts.workers ?? 1);
+  } catch (error) {
+    child.kill('SIGTERM'); // no handle is returned, so nothing else would stop it
+    await exit;
+    throw error;
+  }
+  const measured = workerPids.length > 0 ? workerPids : [pid];
   return {
     pid,
+    workerPids,
     httpUrl,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     async scrape() {
@@ -108,15 +120,10 @@ export async function startServer(opts: {
       return parsePrometheus(await response.text());
     },
     rssMb() {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const kb = Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? NaN);
-      return kb / 1024;
+      return measured.reduce((sum, p) => sum + rssMbOf(p), 0);
     },
     cpuSeconds() {
-      // Fields after the command name (which is in parentheses and may contain spaces).
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / USER_HZ; // utime, stime (fields 14, 15)
+      return measured.reduce((sum, p) => sum + cpuSecondsOf(p), 0);
     },
     tail,
     async collectGarbage() {

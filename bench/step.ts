@@ -9,6 +9,7 @@ import { BenchClient, newTurn, type TurnRecord } from './client.ts';
 import { type LlmTiming, planTurn, tagOf } from './replies.ts';
 import type { ServerProcess } from './server.ts';
 import { bucketQuantile, histogramBuckets, metricValue, prng, quantile, type Sample } from './stats.ts';
+import { cpuSecondsOf, type ProcessLoad, rssMbOf, scrapeEach } from './workers.ts';
 
 /** Matches engine requests to turns: chat requests by the tag in the user message, speech requests by their input text. */
 export class Tracker {
@@ -67,6 +68,8 @@ export interface StepOptions {
   llm: LlmTiming;
   interruptEvery: number;
   firstTag: number;
+  /** --workers: the worker pids, measured each on its own (bench/workers.ts). */
+  workers?: readonly number[];
   /** Print progress lines. */
   log: (line: string) => void;
 }
@@ -112,6 +115,8 @@ export interface StepResult {
   nextTag: number;
   /** hrtime of the first turn and of the last turn's end. */
   window: [bigint, bigint];
+  /** --workers: each worker's sessions and load over the window. */
+  processes?: ProcessLoad[];
 }
 
 const TURN_TIMEOUT_MS = 60_000;
@@ -162,6 +167,10 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   o.log(`  ${clients.length} sessions connected in ${connectS.toFixed(1)} s; running turns for ${o.durationS} s`);
 
   // Measurement window: from here to the deadline (event-loop delay, RSS); CPU until the last turn ends.
+  const workers = o.workers ?? [];
+  const beforeEach = workers.length > 0 ? await scrapeEach(o.server.httpUrl, workers) : undefined;
+  const workerCpuBefore = new Map(workers.map((pid) => [pid, cpuSecondsOf(pid)]));
+  const workerRss = new Map(workers.map((pid) => [pid, [rssMbOf(pid)]]));
   const before = await o.server.scrape();
   const cpuBefore = o.server.cpuSeconds();
   const benchCpuBefore = process.cpuUsage();
@@ -172,6 +181,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const rssTimer = setInterval(() => {
     try {
       rss.push(o.server.rssMb());
+      for (const pid of workers) workerRss.get(pid)?.push(rssMbOf(pid));
     } catch {
       // the server is gone; the sessions report it
     }
@@ -215,10 +225,20 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const running = clients.map((c) => session(c));
   await sleep(Math.max(0, Number(deadline - now()) / 1e6));
   const after = await o.server.scrape();
+  const afterEach = workers.length > 0 ? await scrapeEach(o.server.httpUrl, workers) : undefined;
   const windowS = Number(now() - windowStart) / 1e9;
   clearInterval(rssTimer);
   await Promise.all(running);
   const cpuAfter = o.server.cpuSeconds();
+  const processes = workers.map(
+    (pid): ProcessLoad => ({
+      pid,
+      sessions: clients.filter((c) => c.pid === pid).map((c) => c.index),
+      event_loop_delay_ms: eventLoopDelay(beforeEach?.get(pid) ?? [], afterEach?.get(pid) ?? []),
+      rss_mb: round(Math.max(...(workerRss.get(pid) ?? [0])), 1),
+      cpu_seconds: round(cpuSecondsOf(pid) - (workerCpuBefore.get(pid) ?? 0), 2),
+    }),
+  );
   const end = await o.server.scrape();
   const benchCpu = process.cpuUsage(benchCpuBefore);
   const machineBusy = machineBusySeconds() - machineBefore;
@@ -254,6 +274,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     strays: [...o.tracker.strays],
     nextTag: tag,
     window: [windowStart, windowEnd],
+    ...(workers.length > 0 ? { processes } : {}),
   };
 }
 

@@ -32,6 +32,7 @@ import { SessionLimit } from './session/session-limit.ts';
 import { SlowClientGuard } from './session/slow-client.ts';
 import { TtsRegistry } from './speech/registry.ts';
 import { isJsonObject as isObject, parseJson } from './util/json.ts';
+import { Health } from './http/health.ts';
 
 export interface AppDeps {
   config: Config;
@@ -47,6 +48,8 @@ export interface AppDeps {
   spool?: MessageSpool;
   /** Where reference clips are stored (DATA_DIR/voices); without it no clip can be uploaded. */
   clips?: ClipStore | undefined;
+  /** What /healthz reports and whether the process drains (main.ts hands it to the shutdown); made here when absent. */
+  health?: Health;
 }
 
 type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; body: unknown };
@@ -123,9 +126,16 @@ export async function buildApp(deps: AppDeps) {
   // ws closes a connection whose frame is over maxPayload; frames up to 4× our own limit are
   // read and answered with a clear error instead.
   await app.register(fastifyWebsocket, { options: { maxPayload: config.maxMessageBytes * 4 } });
+  // Which server process answered (several share the port under WORKERS): for the bench, tests and operators.
+  app.websocketServer.on('headers', (headers: string[]) => headers.push(`X-Chorus-Pid: ${process.pid}`));
+  app.addHook('onRequest', async (_req, reply) => void reply.header('x-chorus-pid', String(process.pid)));
   await app.register(accessControl, { config }); // Host, Origin and AUTH_TOKEN checks, before any route
 
-  app.get('/healthz', async () => ({ status: 'ok', database: deps.database.kind, tts: deps.tts?.engine.name ?? 'none' }));
+  const health = deps.health ?? new Health({ database: deps.database, llm: deps.llm, tts: deps.tts, stt: deps.stt, sessionCount: () => deps.sessions?.size ?? 0 });
+  app.get('/healthz', async (_req, reply) => {
+    const { httpStatus, body } = await health.report();
+    return reply.code(httpStatus).header('cache-control', 'no-store').send(body);
+  });
   app.get('/metrics', async (_req, reply) => {
     const { contentType, body } = await renderMetrics();
     return reply.type(contentType).send(body);
@@ -146,7 +156,11 @@ export async function buildApp(deps: AppDeps) {
   app.addHook('onClose', async () => unfollow());
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
-  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));
+  // A draining process takes no new session: the load balancer sends it to another process.
+  const refuseWhileDraining = async (_req: FastifyRequest, reply: FastifyReply) => {
+    if (health.draining) return reply.code(503).header('retry-after', '1').send({ error: 'draining', message: 'this server is shutting down; connect again' });
+  };
+  app.get('/ws', { websocket: true, preHandler: refuseWhileDraining }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));
   for (const route of restRoutes) {
     app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps) });
   }

@@ -43,6 +43,12 @@ const envSchema = z.object({
   WEB_DIR: z.string().min(1).default('./web/dist'),
   SEED_STARTER_CAST: bool.default(true),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  // Server processes on the one port (node:cluster); `auto` = one per core.
+  WORKERS: z
+    .union([z.literal('auto').transform(() => availableParallelism()), int(1, 256)], { error: 'must be a whole number from 1 to 256, or auto' })
+    .default(1),
+  // On SIGTERM, how long running turns may go on before they are interrupted (0: at once).
+  DRAIN_TIMEOUT_MS: int(0, 600_000).default(0),
 
   LLM_BASE_URL: url.default('https://openrouter.ai/api/v1'),
   LLM_API_KEY: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -168,6 +174,10 @@ export interface Config {
   seedStarterCast: boolean;
   /** How long SIGTERM/SIGINT may take to store what is pending and close everything. */
   shutdownTimeoutMs: number;
+  /** Server processes sharing the port (1: this process serves alone). */
+  workers: number;
+  /** Within the shutdown, how long running turns may finish before they are interrupted. */
+  drainTimeoutMs: number;
   llm: {
     baseUrl: string;
     apiKey: string | undefined;
@@ -299,6 +309,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     webDir: e.WEB_DIR,
     seedStarterCast: e.SEED_STARTER_CAST,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    workers: e.WORKERS,
+    drainTimeoutMs: drainTimeout(e),
     llm: {
       baseUrl: e.LLM_BASE_URL,
       apiKey: e.LLM_API_KEY ?? e.OPENROUTER_API_KEY,
@@ -342,6 +354,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 type ParsedEnv = z.infer<typeof envSchema>;
+
+/** The drain is part of the shutdown: it must leave time to close the sessions and store their messages. */
+function drainTimeout(e: ParsedEnv): number {
+  if (e.DRAIN_TIMEOUT_MS <= e.SHUTDOWN_TIMEOUT_MS / 2) return e.DRAIN_TIMEOUT_MS;
+  throw new ConfigError([`DRAIN_TIMEOUT_MS=${e.DRAIN_TIMEOUT_MS}: must be at most half of SHUTDOWN_TIMEOUT_MS (${e.SHUTDOWN_TIMEOUT_MS}), so the sessions still have time to close`]);
+}
 
 /** Variables whose value is a secret: a problem with one never prints it. */
 const isSecretVariable = (name: string) => /(_API_KEY|_TOKEN|PASSWORD|SECRET|SECRETS_KEY)$/.test(name);

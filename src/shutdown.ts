@@ -1,11 +1,13 @@
-// The graceful shutdown (SIGTERM/SIGINT), all within SHUTDOWN_TIMEOUT_MS: stop accepting
-// connections; close every session (its turn is interrupted, the partial reply stored as
+// The graceful shutdown (SIGTERM/SIGINT), all within SHUTDOWN_TIMEOUT_MS: drain (/healthz
+// answers 503 at once, no new connection or session is taken, running turns may finish for
+// DRAIN_TIMEOUT_MS); close every session (its turn is interrupted, the partial reply stored as
 // interrupted, the user messages of its queued turns stored); let every conversation log
 // flush; spool what is still unstored to DATA_DIR (replayed at the next start); close the
 // sockets with 1001 and a reason; close the HTTP server, the engines and the database.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Database } from './db/client.ts';
+import type { Health } from './http/health.ts';
 import { liveLogs, stopLiveLogs } from './session/conversation-log.ts';
 import type { MessageSpool } from './session/message-spool.ts';
 import type { WebSocketRouter } from './session/router.ts';
@@ -29,6 +31,10 @@ export interface ShutdownDeps {
   closeEngines: () => Promise<void>;
   logger: Logger;
   timeoutMs: number;
+  /** Told first, so /healthz says `draining` while the rest goes on. */
+  health?: Health;
+  /** How long running turns may go on before the sessions close (and interrupt them); 0: not at all. */
+  drainTimeoutMs?: number;
 }
 
 export async function shutdown(deps: ShutdownDeps): Promise<void> {
@@ -39,8 +45,11 @@ export async function shutdown(deps: ShutdownDeps): Promise<void> {
   const reserve = Math.min(2000, deps.timeoutMs / 4);
   const until = (end: number) => Math.max(0, end - Date.now());
 
+  deps.health?.startDraining();
   app.server.close(); // no new connections; fastify's own close later tolerates this
   const within = (what: string, work: PromiseLike<unknown>, ms: number) => bounded(what, work, ms, logger);
+  const drainMs = Math.min(deps.drainTimeoutMs ?? 0, until(deadline - reserve) / 2);
+  if (drainMs > 0) await within('letting running turns finish', Promise.all([...deps.sessions].map((s) => s.turnFinished())), drainMs);
   await within('closing the sessions', Promise.all([...deps.sessions].map((s) => s.close(SHUTDOWN_REASON))), until(deadline - reserve));
   await within('storing pending messages', Promise.all([...liveLogs].map((log) => log.flush(until(deadline - reserve)))), until(deadline - reserve));
   await spoolUnstored(deps.spool, logger, Math.min(500, until(deadline)));

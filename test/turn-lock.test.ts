@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { TurnLocks } from '../src/session/turn-lock.ts';
+import { conversationKey, TurnLocks } from '../src/session/turn-lock.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { TestClient } from './support/client.ts';
 import { closeTestDatabases, openTestDatabases } from './support/db.ts';
@@ -52,8 +52,8 @@ describe('the turn lock', () => {
       const waiting = async () => {
         const { rows } = await admin.query(
           `select count(*)::int as n from pg_locks l join pg_stat_activity s on s.pid = l.pid
-            where l.locktype = 'advisory' and not l.granted and l.classid = 7245002 and l.objid = hashtext($1)::oid`,
-          [id],
+            where l.locktype = 'advisory' and not l.granted and l.classid = 7245002 and l.objid = $1::int4::oid`,
+          [conversationKey(id)],
         );
         return rows[0].n as number;
       };

@@ -1,6 +1,9 @@
 // Opens the database: a PostgreSQL server when a URL is given, otherwise embedded PGlite
-// (PostgreSQL compiled to WASM) in a data directory, so `npm start` needs no server. Both get
-// the same schema, the same migrations from drizzle/ and the same drizzle query API.
+// (PostgreSQL compiled to WASM) in a data directory, in this thread. Both get the same schema,
+// the same migrations from drizzle/ and the same drizzle query API. The server itself always
+// takes the URL: without DATABASE_URL, src/db/embedded-host.ts runs PGlite in a process of its
+// own (which opens it here) and hands the server its socket's URL; PGlite in-thread is for that
+// process, tests and benches.
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -78,13 +81,14 @@ async function withSessionLock<T>(pool: pg.Pool, key: number, run: () => Promise
   }
 }
 
-async function openPglite(dataDir: string): Promise<Database> {
+/** In-process PGlite: the embedded-database process (src/db/embedded-host-process.ts) and tests only. */
+export async function openPglite(dataDir: string): Promise<Database & { client: PGlite }> {
   if (!hasScheme(dataDir)) await mkdir(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir);
   try {
     const db = drizzlePglite({ client, schema });
     await migratePglite(db, { migrationsFolder });
-    return { kind: 'pglite', db, close: () => client.close() };
+    return { kind: 'pglite', db, client, close: () => client.close() };
   } catch (error) {
     await client.close();
     throw error;

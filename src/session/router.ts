@@ -666,6 +666,12 @@ export class WebSocketRouter {
     void tracked.finally(() => this.commits.delete(tracked));
   }
 
+  /** Resolves once the running turn (if any) has ended and its replies are committed: a draining shutdown waits on it. */
+  async turnFinished(): Promise<void> {
+    await this.current?.done;
+    await this.settled();
+  }
+
   /** Every reply cut or played so far is committed (message_truncated sent, history and store updated). */
   private async settled(): Promise<void> {
     await Promise.all([...this.commits]);

@@ -3,11 +3,18 @@
 // chain; across processes, the holder also takes a PostgreSQL session-level advisory lock keyed
 // by the conversation, on a connection of its own held for the turn (a blocked pg_advisory_lock
 // is the wait; a connection that dies, with its process, releases it). A wait is cut short when
-// the waiting session closes. Embedded PGlite (one process) needs only the in-process queue.
+// the waiting session closes. The embedded database's process answers advisory locks per connection
+// too (src/db/advisory-locks.ts), for plain integer keys: the conversation's key is computed here.
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
-/** Advisory lock namespace (the first key of the two-key form; the second is hashtext(id)). */
+/** Advisory lock namespace (the first key of the two-key form; the second is conversationKey(id)). */
 const TURN_LOCK_NAMESPACE = 7_245_002;
+
+/** A conversation's lock key: a signed 32-bit integer from its id (a collision only makes two conversations take turns). */
+export function conversationKey(id: string): number {
+  return createHash('sha1').update(id).digest().readInt32BE(0);
+}
 
 /**
  * Connections for held or awaited turn locks. A waiting turn holds one too; when all are taken a
@@ -133,14 +140,14 @@ export class TurnLocks {
     };
     signal.addEventListener('abort', abort, { once: true });
     try {
-      const keys = [TURN_LOCK_NAMESPACE, id];
+      const keys = [TURN_LOCK_NAMESPACE, conversationKey(id)];
       // query_timeout is a per-query option of node-postgres its types leave out.
-      const tryLock = { text: 'select pg_try_advisory_lock($1, hashtext($2)) as ok', values: keys, query_timeout: CONNECT_TIMEOUT_MS } as pg.QueryConfig;
+      const tryLock = { text: 'select pg_try_advisory_lock($1, $2) as ok', values: keys, query_timeout: CONNECT_TIMEOUT_MS } as pg.QueryConfig;
       const tried = await client.query<{ ok: boolean }>(tryLock);
       const waited = tried.rows[0]?.ok !== true;
       if (waited && !signal.aborted) {
         waiting = true;
-        await client.query('select pg_advisory_lock($1, hashtext($2))', keys).finally(() => (waiting = false));
+        await client.query('select pg_advisory_lock($1, $2)', keys).finally(() => (waiting = false));
       }
       signal.removeEventListener('abort', abort);
       // Given up just as it was granted: not kept (the catch below closes the connection, and the lock goes with it).
@@ -149,7 +156,7 @@ export class TurnLocks {
         waited,
         release: async () => {
           try {
-            await client.query('select pg_advisory_unlock($1, hashtext($2))', keys);
+            await client.query('select pg_advisory_unlock($1, $2)', keys);
             client.release();
           } catch (error) {
             client.release(error instanceof Error ? error : new Error(String(error))); // the connection goes, and its lock with it

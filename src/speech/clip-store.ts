@@ -4,10 +4,11 @@
 // voices table keeps the names (audio_path, text_path); a clip is read once per process and kept
 // in memory, converted once to another engine's rate if the voice's engine changed since.
 // Files no voice names are removed by sweep(): at start-up (what a crash or an older version
-// left) and after every voice change (a voice deleted, or given a new clip). A DATA_DIR belongs to
-// one Chorus process: a clip saved but not yet named by its voice's row is known only here.
+// left) and after every voice change (a voice deleted, or given a new clip). A clip saved but not
+// yet named by its voice's row is known only to the process that saved it, so where several
+// processes share DATA_DIR (WORKERS > 1) a sweep spares files younger than `graceMs`.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { encodeWav } from '../transcribe/wav.ts';
 import type { ReferenceClip } from './engine.ts';
@@ -32,7 +33,11 @@ export class ClipStore {
   private readonly savedAt = new Map<string, number>();
   private sweeping: Promise<void> = Promise.resolve();
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    /** Files this young are never swept: another process sharing the directory may be about to name them. */
+    private readonly graceMs = 0,
+  ) {
     this.dir = join(dataDir, 'voices');
   }
 
@@ -99,12 +104,18 @@ export class ClipStore {
     for (const name of names) {
       if (!CLIP_NAME.test(name) || inUse.has(name) || pendingAtStart.has(name) || this.pending.has(name)) continue;
       if ((this.savedAt.get(name) ?? 0) > startedAt) continue;
+      if (this.graceMs > 0 && (await this.ageMs(name)) < this.graceMs) continue;
       this.savedAt.delete(name);
       for (const key of this.cache.keys()) if (key.split('|').includes(name)) this.cache.delete(key);
       await rm(join(this.dir, name), { force: true });
     }
     // Later sweeps start later: what was saved before this one no longer needs remembering.
     for (const [name, at] of this.savedAt) if (at <= startedAt && !this.pending.has(name)) this.savedAt.delete(name);
+  }
+
+  private async ageMs(name: string): Promise<number> {
+    const stats = await stat(join(this.dir, name)).catch(() => undefined);
+    return stats ? Date.now() - stats.mtimeMs : Infinity;
   }
 
   private async read(audioPath: string, textPath: string, rate: number | undefined): Promise<ReferenceClip> {

@@ -26,9 +26,10 @@ export class TestClient {
     });
   }
 
-  static async connect(url: string, opts: { waitForSession?: boolean } = {}): Promise<TestClient> {
+  static async connect(url: string, opts: { waitForSession?: boolean; onUpgrade?: (response: import('node:http').IncomingMessage) => void } = {}): Promise<TestClient> {
     const ws = new WebSocket(url);
     const client = new TestClient(ws); // listening before 'open': the first frame can arrive in the same tick
+    if (opts.onUpgrade) ws.once('upgrade', opts.onUpgrade);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
