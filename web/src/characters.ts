@@ -15,6 +15,7 @@ import { pictureField } from './picture-field.ts';
 import type { Store } from './store.ts';
 import { styleFields } from './style-fields.ts';
 import type { Character, CharacterCreate, NarrationMode } from './types.ts';
+import { setFieldError } from './field-error.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
 export function openCharacters(store: Store): void {
@@ -189,10 +190,10 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     bookSection,
     h('label', { class: 'check' }, active, h('span', null, 'Active — answers in conversations')),
     character ? exportControls(character) : null,
-    formError,
     h(
       'div',
       { class: 'form-actions' },
+      formError,
       save,
       character
         ? h('button', { type: 'button', class: 'btn btn-danger delete', onclick: () => void remove() }, icon('trash'), 'Delete')
@@ -216,8 +217,8 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     ev.preventDefault();
     formError.textContent = '';
     const trimmed = name.value.trim();
+    setFieldError([name], trimmed === '' ? 'A character needs a name.' : null);
     if (trimmed === '') {
-      formError.textContent = 'A character needs a name.';
       name.focus();
       return;
     }

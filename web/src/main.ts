@@ -5,6 +5,7 @@
 // re-requested after every reconnect), and what counts as "busy" (a reply streaming or audio
 // playing), which decides whether a new message interrupts first.
 import './style.css';
+import './ux.css';
 import { audioContext, unlockAudioOnGesture } from './audio.ts';
 import { CastBar } from './cast-bar.ts';
 import { ChatView } from './chat.ts';
@@ -12,6 +13,7 @@ import { openCharacters } from './characters.ts';
 import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl } from './connection.ts';
 import { ConversationList } from './conversations.ts';
 import { debug, remember } from './debug.ts';
+import { Drawer } from './drawer.ts';
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import { ensureSession } from './login.ts';
 import { Microphone } from './mic.ts';
@@ -19,23 +21,18 @@ import { Player } from './player.ts';
 import { lastConversation, rememberConversation, Settings } from './settings.ts';
 import { Store } from './store.ts';
 import type { CastSettings, ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
+import { errorWords } from './errors.ts';
 import { describeError, toast } from './ui.ts';
 import { openVoices } from './voices.ts';
 import { openLorebooks } from './lorebooks.ts';
 import { openPersonas } from './personas.ts';
 
-const ERROR_TITLES: Partial<Record<ErrorCode, string>> = {
-  llm_not_configured: 'No language model is set up',
-  llm_error: 'The language model failed',
-  tts_error: 'Speech could not be synthesized',
-  stt_error: 'Speech input failed',
-  stt_not_configured: 'Speech input is not available',
-  storage_error: 'Saving is delayed',
-  not_found: 'Not found',
-  invalid_payload: 'The server refused a request',
-  message_too_large: 'Message too large',
-  internal: 'Server error',
-};
+/** Errors that belong to a reply: its bubble says them (chat.markReplyError), not a toast. */
+const REPLY_ERRORS: ReadonlyMap<ErrorCode, 'failed' | 'speech'> = new Map([
+  ['llm_error', 'failed'],
+  ['llm_not_configured', 'failed'],
+  ['tts_error', 'speech'],
+] as const);
 
 const STT_LABELS: Record<SttState, string> = { inactive: 'Mic idle', listening: 'Listening', recording: 'Hearing you', transcribing: 'Transcribing' };
 
@@ -172,14 +169,13 @@ class App {
         h('button', { type: 'button', class: 'nav-btn nav-settings', onclick: () => this.settings.open() }, icon('gear'), 'Settings'),
       ),
     );
-    const menu = iconButton('menu', 'Conversations', () => document.body.classList.toggle('sidebar-open'), 'menu-btn');
-    sidebar.addEventListener('click', (ev) => {
-      if ((ev.target as Element).closest('.conv-open')) document.body.classList.remove('sidebar-open');
-    });
+    const menu = iconButton('menu', 'Conversations and panels', () => undefined, 'menu-btn');
+    const drawer = new Drawer(sidebar, menu);
     return h(
       'div',
       { class: 'app' },
       sidebar,
+      drawer.el,
       h(
         'main',
         { class: 'main' },
@@ -288,7 +284,7 @@ class App {
         this.sttState = m.data.state;
         return this.renderMic();
       case 'db_error':
-        toast(m.error, 'error', 'The server refused a change');
+        toast('The change could not be saved. Try again.', 'error', 'Not saved');
         return;
       case 'error':
         return this.onError(m);
@@ -349,7 +345,10 @@ class App {
       replace(this.micNotice, h('span', { class: 'notice-text' }, h('strong', null, 'Microphone off. '), message), iconButton('close', 'Dismiss', () => (this.micNotice.hidden = true), 'notice-close'));
       return;
     }
-    toast(message, 'error', ERROR_TITLES[code] ?? 'Error');
+    const words = errorWords(code, message);
+    const replyError = REPLY_ERRORS.get(code);
+    if (replyError && this.chat.markReplyError(replyError, words.text)) return;
+    toast(words.text, 'error', words.title);
   }
 
   private onState(state: ConnectionState): void {
