@@ -14,6 +14,7 @@ import { createOpenAiTtsEngine } from '../src/speech/engines/openai.ts';
 import { launchBrowser, type ProxyConnection, TestProxy } from './support/browser.ts';
 import { type ChorusUnderTest, startChorus } from './support/chorus.ts';
 import { openTestDatabases, resetData } from './support/db.ts';
+import { eventually } from './support/eventually.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 
 const WEB_DIST = 'web/dist';
@@ -87,6 +88,18 @@ async function typeAndSend(text: string): Promise<void> {
 async function openNav(selector: string): Promise<void> {
   if (await page.locator('.menu-btn').isVisible()) await page.locator('.menu-btn').click();
   await page.locator(selector).click();
+}
+
+/** axe-core on the page as it is: no serious or critical WCAG 2.x A/AA violation. */
+async function checkAxe(view: string): Promise<void> {
+  // Evaluated over the DevTools protocol: the page's CSP (script-src 'self') does not apply.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE);
+  const found = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } });
+    return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 4).map((n) => n.target.join(' ')).join(' | ')}`);
+  });
+  assert.deepEqual(found, [], `axe on ${view}`);
 }
 
 /** Whether the element is what is drawn at its own centre (nothing, not even a dialog's backdrop, over it). */
@@ -177,6 +190,168 @@ for (const size of SIZES) {
       await reply.waitFor();
       assert.match(String(await reply.locator('.msg-cut-reason').textContent()), /connection was lost/);
       assert.ok(await reply.locator('.msg-retry').isVisible());
+    });
+
+    test('keyboard: box focused on load, skip link, `/` focuses the box, Esc stops playback from anywhere', async () => {
+      engines.chat.enqueue({ tokens: tokenize('One long sentence to speak for a while here. And a second sentence to keep the voice going on.') });
+      const conn = await openApp();
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-box', 'the message box has focus on load');
+      // The skip link is the first Tab stop and leads to the box.
+      // Start from the top of the page (the body focused), as on arrival.
+      await page.evaluate(() => {
+        document.body.tabIndex = -1;
+        document.body.focus();
+        document.body.removeAttribute('tabindex');
+      });
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip-link');
+      assert.ok(await topmostAtCentre('.skip-link'), 'the focused skip link is visible');
+      await page.keyboard.press('Enter');
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-box');
+      // `/` from elsewhere focuses the box; typed in a field it is just a character.
+      await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+      await page.keyboard.press('/');
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-box');
+      await page.keyboard.type('a/b');
+      assert.equal(await page.locator('.composer-input').inputValue(), 'a/b');
+      await page.locator('.composer-input').fill('');
+      // Esc while focus is on a message (not the box) stops the speaking reply.
+      await typeAndSend('Ada, talk.');
+      await page.locator('.msg-char.is-speaking').waitFor();
+      await page.locator('.msg-user').focus();
+      await page.keyboard.press('Escape');
+      await proxy.waitFor(() => conn.clientMessages('interrupt')[0], 'interrupt sent');
+      await page.locator('.msg-char.is-speaking').waitFor({ state: 'detached' });
+      // Focus is visible (a :focus-visible outline) on a focused control.
+      await page.keyboard.press('Tab');
+      const outline = await page.evaluate(() => getComputedStyle(document.activeElement as Element).outlineStyle);
+      assert.notEqual(outline, 'none');
+    });
+
+    test('focus kept: Enter on a character row keeps focus on the row; Esc while renaming returns it to the rename control', async () => {
+      engines.chat.enqueue({ tokens: tokenize('Hello.') });
+      await openApp();
+      await typeAndSend('Ada, hi.');
+      await page.locator('.msg-char .msg-text', { hasText: 'Hello.' }).waitFor();
+      await page.locator('.conv-row .conv-rename').first().waitFor({ state: 'attached' });
+      if (await page.locator('.menu-btn').isVisible()) await page.locator('.menu-btn').click();
+      const rename = page.locator('.conv-row .conv-rename').first();
+      const id = await page.locator('.conv-row').first().getAttribute('data-id');
+      await rename.focus();
+      await page.keyboard.press('Enter');
+      await page.locator('.conv-title-input').waitFor();
+      await page.keyboard.press('Escape');
+      await page.locator('.conv-title-input').waitFor({ state: 'detached' });
+      await page.waitForFunction((cid) => document.activeElement?.closest(`.conv-row[data-id="${cid}"]`) !== null && document.activeElement?.classList.contains('conv-rename'), id);
+
+      await page.locator('.nav-characters').click();
+      const row = page.locator('.char-row', { hasText: 'Ada' });
+      await row.focus();
+      await page.keyboard.press('Enter');
+      await page.locator('.char-form h3', { hasText: 'Edit Ada' }).waitFor();
+      assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.classList.contains('char-row') && (document.activeElement as HTMLElement).textContent?.includes('Ada')), true, 'focus stays on the row');
+    });
+
+    test('the drawer closes on Esc, an outside tap, New conversation and opening a panel (phone); axe finds nothing serious', async () => {
+      await openApp();
+      if (size.name === 'phone') {
+        const drawerOpen = () => page.evaluate(() => document.body.classList.contains('sidebar-open'));
+        const menu = page.locator('.menu-btn');
+        await menu.click();
+        assert.ok(await drawerOpen());
+        await checkAxe('drawer open');
+        await page.keyboard.press('Escape');
+        assert.ok(!(await drawerOpen()), 'Esc closes it');
+        assert.equal(await page.evaluate(() => document.activeElement?.classList.contains('menu-btn')), true, 'focus back on the menu button');
+        await menu.click();
+        await page.mouse.click(370, 500);
+        assert.ok(!(await drawerOpen()), 'a tap outside closes it');
+        await menu.click();
+        await page.locator('.new-chat').click();
+        assert.ok(!(await drawerOpen()), 'New conversation closes it');
+        await menu.click();
+        await page.locator('.nav-settings').click();
+        await page.locator('.settings-panel').waitFor();
+        assert.ok(!(await drawerOpen()), 'opening a panel closes it');
+        await page.locator('.settings-panel .panel-close').click();
+        assert.ok(!(await drawerOpen()), 'and it stays closed when the panel closes');
+        assert.ok(await topmostAtCentre('.menu-btn'), 'the menu button is not covered');
+      }
+      await checkAxe('main');
+      for (const [nav, panel] of [['.nav-characters', '.characters-panel'], ['.nav-voices', '.voices-panel'], ['.nav-personas', '.personas-panel'], ['.nav-lorebooks', '.lorebooks-panel'], ['.nav-settings', '.settings-panel']] as const) {
+        await openNav(nav);
+        await page.locator(`dialog${panel}[open]`).waitFor();
+        await checkAxe(panel);
+        await page.locator(`${panel} .panel-close`).click();
+        await page.locator(`dialog${panel}`).waitFor({ state: 'detached' });
+      }
+    });
+
+    test('replies: markdown, *actions* as narration, raw HTML inert; search highlights and jumps; export as Markdown and JSON', async () => {
+      engines.chat.enqueue({ tokens: tokenize('*waves* Hello **friend**. <img src=x onerror="window.__pwned=1"> and a lighthouse.') });
+      await openApp();
+      await typeAndSend('Ada, greet me.');
+      const text = page.locator('.msg-char .msg-text');
+      await text.locator('strong', { hasText: 'friend' }).waitFor();
+      await page.locator('.msg-char:not(.is-replying)').waitFor();
+      assert.equal(await text.locator('em.narration').textContent(), 'waves');
+      assert.equal(await text.locator('img').count(), 0, 'no picture element from a reply');
+      assert.match(String(await text.textContent()), /<img src=x onerror=/);
+      assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+
+      await page.locator('.search-open').click();
+      await page.locator('.search-input').fill('lighthouse');
+      await page.locator('.search-count', { hasText: '1 of 1' }).waitFor();
+      assert.equal(await page.evaluate(() => CSS.highlights.get('chorus-search')?.size), 1);
+      assert.equal(await page.locator('.msg-char.is-search-current').count(), 1);
+      await page.locator('.search-input').fill('zebra');
+      await page.locator('.search-count', { hasText: 'No matches' }).waitFor();
+      await page.locator('.search-input').press('Escape');
+
+      // Export reads what is stored: the reply is, once its playback has ended.
+      const conversationId = String(await page.evaluate(() => localStorage.getItem('chorus.conversation')));
+      await eventually(async () => ((await chorus.repo.listMessages({ conversation_id: conversationId })).length === 2 ? true : undefined), 'the reply stored');
+      await page.locator('.export-menu > summary').click();
+      const [md] = await Promise.all([page.waitForEvent('download'), page.locator('.export-markdown').click()]);
+      const markdown = readFileSync(String(await md.path()), 'utf8');
+      assert.match(markdown, /\*\*Ada\*\*/);
+      assert.match(markdown, /Ada, greet me\./);
+      await page.locator('.export-menu > summary').click();
+      const [js] = await Promise.all([page.waitForEvent('download'), page.locator('.export-json').click()]);
+      const json = JSON.parse(readFileSync(String(await js.path()), 'utf8')) as { messages: { content: string }[] };
+      assert.equal(json.messages.length, 2);
+      assert.match(json.messages[1]!.content, /lighthouse/);
+    });
+
+    test('status line shows replying and speaking at once; latency readout; distinct avatar colours; a deleted character keeps its picture', async () => {
+      const picture = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
+      const pip = await chorus.repo.createCharacter({ name: 'Pip Sprocket', system_prompt: 'p', image_url: picture, is_active: false });
+      await chorus.repo.createCharacter({ name: 'Narrator', system_prompt: 'n', is_active: false });
+      await chorus.repo.createCharacter({ name: 'Harlan Graves', system_prompt: 'h', is_active: false });
+      await page.addInitScript(() => localStorage.setItem('chorus.latency', 'on'));
+      engines.chat.enqueue({ tokens: tokenize('First sentence is spoken now. Then more words come slowly one by one until the end.'), tokenDelayMs: 120 });
+      await openApp();
+      await typeAndSend('Ada, speak.');
+      await page.locator('.activity', { hasText: /replying.*speaking/ }).waitFor();
+      await page.locator('.latency', { hasText: /first text \d+ ms · first audio \d+ ms/ }).waitFor();
+      await page.locator('.msg-char:not(.is-replying)').waitFor();
+      // Distinct colours: every character's avatar in the Characters panel has its own hue.
+      await openNav('.nav-characters');
+      await page.locator('.char-row', { hasText: 'Pip Sprocket' }).waitFor();
+      const hues = await page.locator('.char-row .avatar').evaluateAll((els) => els.map((el) => (el as HTMLElement).style.getPropertyValue('--avatar-hue')));
+      assert.equal(new Set(hues).size, hues.length, `hues: ${hues.join(', ')}`);
+      await page.locator('.characters-panel .panel-close').click();
+
+      // Pip's picture was seen (the characters list); a line of Pip's is stored, then Pip is deleted.
+      await page.waitForFunction(() => (localStorage.getItem('chorus.pictures') ?? '').includes('data:image/png'));
+      const convId = String(await page.evaluate(() => localStorage.getItem('chorus.conversation')));
+      await chorus.repo.createMessage({ conversation_id: convId, role: 'assistant', name: 'Pip Sprocket', character_id: pip.id, content: 'An old line from Pip.' });
+      await chorus.repo.deleteCharacter(pip.id);
+      await page.reload();
+      await page.locator('.conn-pill[data-state="connected"]').waitFor();
+      const old = page.locator('.msg-char', { hasText: 'An old line from Pip.' });
+      await old.waitFor();
+      assert.equal(await old.locator('.avatar img').getAttribute('src'), picture);
     });
 
     test('Create / Save is on screen without scrolling in the character editor', async () => {

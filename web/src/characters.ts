@@ -16,6 +16,7 @@ import type { Store } from './store.ts';
 import { styleFields } from './style-fields.ts';
 import type { Character, CharacterCreate, NarrationMode } from './types.ts';
 import { setFieldError } from './field-error.ts';
+import { keepFocus } from './focus.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
 export function openCharacters(store: Store): void {
@@ -28,7 +29,8 @@ export function openCharacters(store: Store): void {
   const search = h('input', { type: 'search', class: 'input', placeholder: 'Search…', name: 'search', attrs: { 'aria-label': 'Search characters' } });
   const editor = h('div', { class: 'record-editor' });
 
-  const renderList = () => {
+  const renderList = () => keepFocus(list, drawList);
+  const drawList = () => {
     const shown = results ?? store.characters;
     replace(
       list,
@@ -53,7 +55,9 @@ export function openCharacters(store: Store): void {
             tabIndex: 0,
             onclick: () => edit(c),
             onkeydown: (ev: KeyboardEvent) => {
-              if (ev.key === 'Enter') edit(c);
+              if (ev.target !== ev.currentTarget || (ev.key !== 'Enter' && ev.key !== ' ')) return;
+              ev.preventDefault();
+              edit(c);
             },
           },
           avatar(c.name, c.image_url, 'sm'),

@@ -9,6 +9,7 @@
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import { REPLY_CUT_WORDS, type ReplyCut } from './errors.ts';
 import { renderMarkdown } from './markdown.ts';
+import { pictureOf } from './picture-memory.ts';
 import type { Store } from './store.ts';
 import type { Character, ClientMessage, Message, ServerMessageOf } from './types.ts';
 
@@ -43,6 +44,13 @@ function userAvatar(name: string, picture: string | null): HTMLElement {
   return el;
 }
 
+/** A character's picture on a reply, marked with what it shows. */
+function charAvatar(name: string, picture: string | null): HTMLElement {
+  const el = avatar(name, picture);
+  el.setAttribute('data-picture', picture ?? '');
+  return el;
+}
+
 interface StreamIds {
   message_id: string;
   character_id: string;
@@ -70,6 +78,7 @@ export class ChatView {
     store.subscribe(() => {
       this.renderEmpty();
       this.renderUserPictures();
+      this.renderCharacterPictures();
     });
     this.renderEmpty();
   }
@@ -162,6 +171,17 @@ export class ChatView {
     const next = userAvatar(name, picture);
     if (current) current.replaceWith(next);
     else el.append(next);
+  }
+
+  /** Each reply's picture, once the characters are known (history can be drawn before they load). */
+  private renderCharacterPictures(): void {
+    for (const el of this.list.querySelectorAll<HTMLElement>('.msg-char')) {
+      const id = el.dataset.characterId ?? '';
+      const picture = pictureOf(this.store.character(id), id, el.dataset.characterName ?? '');
+      const current = el.querySelector(':scope > .avatar');
+      if (!current || current.getAttribute('data-picture') === (picture ?? '')) continue;
+      current.replaceWith(charAvatar(el.dataset.characterName ?? '', picture));
+    }
   }
 
   /** An interrupted reply keeps only what was heard: the rest is shown greyed out, as not said. */
@@ -299,7 +319,7 @@ export class ChatView {
     const el = h(
       'article',
       { class: 'msg msg-char', data: { messageId: ids.message_id, characterId: ids.character_id, characterName: name }, tabIndex: 0 },
-      avatar(name, character?.image_url),
+      charAvatar(name, pictureOf(character, ids.character_id, name)),
       h('div', { class: 'msg-body' }, h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name' }, name), status), box),
     );
     const entry: Entry = { el, text: textNode, box, status, streaming: false, role: 'assistant', id: ids.message_id, alternatives: [], index: 0, counter };

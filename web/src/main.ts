@@ -14,6 +14,12 @@ import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl }
 import { ConversationList } from './conversations.ts';
 import { debug, remember } from './debug.ts';
 import { Drawer } from './drawer.ts';
+import { exportMenu } from './export.ts';
+import { ConversationSearch } from './search.ts';
+import { assignAvatarHues } from './avatar-colors.ts';
+import { rememberPictures } from './picture-memory.ts';
+import { latency } from './latency.ts';
+import { installShortcuts, skipLink } from './shortcuts.ts';
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import { ensureSession } from './login.ts';
 import { Microphone } from './mic.ts';
@@ -61,6 +67,13 @@ class App {
   private readonly speakingNames = new Map<string, string>();
   private readonly audioNames = new Map<string, string>();
   private countdownTimer: number | undefined;
+  /** Find in the open conversation (search.ts) and its export (export.ts). */
+  private readonly search = new ConversationSearch(() => this.chat.el);
+  private readonly exportSource = {
+    storedConversation: () => (this.conversationStored ? this.conversationId : null),
+    title: () => this.title.textContent ?? 'Conversation',
+    userName: () => this.userName,
+  };
 
   // elements that change
   private readonly connPill = h('span', { class: 'conn-pill', attrs: { role: 'status' } });
@@ -68,7 +81,7 @@ class App {
   private readonly title = h('h1', { class: 'conv-heading' }, 'New conversation');
   /** The open conversation's cast and rules for who speaks (web/src/cast-bar.ts). */
   private readonly cast = new CastBar(this.store, { conversationId: () => this.conversationId, send: (m) => this.send(m) });
-  private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, attrs: { 'aria-label': 'Message' } });
+  private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, id: 'message-box', attrs: { 'aria-label': 'Message', 'aria-keyshortcuts': '/' } });
   private readonly micButton = h('button', { type: 'button', class: 'icon-btn mic-btn', title: 'Turn the microphone on', attrs: { 'aria-label': 'Microphone', 'aria-pressed': 'false' } }, icon('mic'));
   private readonly stopButton = h('button', { type: 'button', class: 'icon-btn stop-btn', title: 'Stop (Esc)', attrs: { 'aria-label': 'Stop' } }, icon('stop'));
   private readonly sendButton = h('button', { type: 'submit', class: 'icon-btn send-btn', title: 'Send (Enter)', attrs: { 'aria-label': 'Send' } }, icon('send'));
@@ -86,7 +99,10 @@ class App {
     // A page that will resume a conversation asks for no greeting of the session's new one (it is not shown).
     this.conn = new Connection(() => socketUrl(window.location) + (this.resumeTarget ? '?greetings=off' : ''), {
       message: (m) => this.onMessage(m),
-      binary: (data) => this.player.frame(data),
+      binary: (data) => {
+        latency.audio();
+        this.player.frame(data);
+      },
       state: (s) => this.onState(s),
       closed: () => this.onClosed(),
     }, options);
@@ -121,6 +137,11 @@ class App {
       changed: () => this.renderTitle(),
     });
     root.replaceChildren(this.layout());
+    // Distinct avatar colours for every known name; pictures remembered for deleted characters.
+    this.store.subscribe(() => {
+      rememberPictures(this.store.characters);
+      assignAvatarHues([...this.store.characters.map((c) => c.name), ...this.store.personas.map((p) => p.name), this.userName]);
+    });
   }
 
   async start(): Promise<void> {
@@ -133,6 +154,7 @@ class App {
     void this.conversations.refresh();
     this.renderActivity();
     this.renderMic();
+    if (!document.querySelector('dialog[open]')) this.input.focus(); // ready to type
   }
 
   // -- layout ---------------------------------------------------------------------------------
@@ -147,8 +169,10 @@ class App {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
         this.sendText();
-      } else if (ev.key === 'Escape') this.interrupt();
+      }
     });
+    // Esc (anywhere) and `/` (to this box): shortcuts.ts.
+    installShortcuts({ stop: () => this.interrupt(), focusMessageBox: () => this.input.focus() });
     this.input.addEventListener('input', () => this.autosize());
     this.micButton.onclick = () => void this.toggleMic();
     this.stopButton.onclick = () => this.interrupt();
@@ -174,16 +198,18 @@ class App {
     return h(
       'div',
       { class: 'app' },
+      skipLink(this.input),
       sidebar,
       drawer.el,
       h(
         'main',
         { class: 'main' },
-        h('header', { class: 'topbar' }, menu, this.title, this.cast.button),
+        h('header', { class: 'topbar' }, menu, this.title, h('div', { class: 'conv-tools' }, this.search.button, exportMenu(this.exportSource)), this.cast.button),
+        this.search.bar,
         this.cast.panel,
         this.banner,
         this.chat.el,
-        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity), form),
+        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity, latency.el), form),
       ),
     );
   }
@@ -205,7 +231,9 @@ class App {
         this.markStored();
         return this.renderActivity();
       case 'text_chunk':
-        if (!m.data.is_final) this.chat.streamChunk(m.data, m.data.text);
+        if (m.data.is_final) return;
+        if (m.data.text !== '') latency.text();
+        this.chat.streamChunk(m.data, m.data.text);
         return;
       case 'text_stream_stop':
         this.chat.streamStop(m.data, m.data.text, m.data.failed ? 'failed' : m.data.interrupted ? 'interrupted' : 'complete');
@@ -407,6 +435,7 @@ class App {
     audioContext(); // a user gesture: the one AudioContext is created (or resumed) now
     if (this.busy) this.interrupt(); // talking over a character stops it first
     this.send({ type: 'user_message', data: { text } });
+    latency.sent();
     this.chat.addUser(text, this.userName, false);
     this.input.value = '';
     this.autosize();
@@ -539,9 +568,12 @@ class App {
   private renderActivity(): void {
     const replying = this.chat.replyingNames;
     const speaking = [...this.speakingNames.values()].filter(Boolean);
-    let text = '';
-    if (replying.length > 0) text = `${replying.join(', ')} ${replying.length > 1 ? 'are' : 'is'} replying…`;
-    else if (speaking.length > 0) text = `${speaking.join(', ')} ${speaking.length > 1 ? 'are' : 'is'} speaking`;
+    // Both at once when both are true (one character's text still streaming while another's, or its own, voice plays).
+    const parts = [
+      replying.length > 0 ? `${replying.join(', ')} ${replying.length > 1 ? 'are' : 'is'} replying…` : '',
+      speaking.length > 0 ? `${speaking.join(', ')} ${speaking.length > 1 ? 'are' : 'is'} speaking` : '',
+    ].filter(Boolean);
+    const text = parts.join(' · ');
     this.activity.textContent = text;
     const busy = this.busy;
     this.stopButton.classList.toggle('is-active', busy);

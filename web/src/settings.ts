@@ -4,6 +4,7 @@
 // talks with the same settings. Only changed values are stored: the rest follow the server.
 import { h } from './dom.ts';
 import { setFieldError } from './field-error.ts';
+import { latency } from './latency.ts';
 import { field, openPanel, type Panel, toast } from './ui.ts';
 import type { ClientMessage, ModelSettings } from './types.ts';
 
@@ -155,7 +156,7 @@ export class Settings {
     };
 
     panel.body.append(
-      h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect)),
+      h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect), latency.toggle()),
       h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The LLM model id, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
     );
     this.panel = { panel, refresh };
