@@ -179,6 +179,29 @@ for (const size of SIZES) {
       await page.locator('.msg-char.is-failed').waitFor({ state: 'detached' });
     });
 
+    test('a reply whose speech failed says so in its bubble (no toast), with a Retry; one stopped by the user says it was stopped', async () => {
+      engines.speech.enqueue({ failure: { status: 500 } }, { failure: { status: 500 } }, { failure: { status: 500 } });
+      engines.chat.enqueue({ tokens: tokenize('Nothing of this can be spoken. Nor this.') });
+      await openApp();
+      await typeAndSend('Ada, say it.');
+      const reply = page.locator('.msg-char.is-cut[data-cut="speech"]');
+      await reply.waitFor();
+      assert.match(String(await reply.locator('.msg-cut-reason').textContent()), /could not be spoken/);
+      assert.ok(await reply.locator('.msg-retry').isVisible());
+      assert.equal(await page.locator('.toast').count(), 0);
+
+      engines.speech.script();
+      engines.chat.enqueue({ tokens: tokenize('A long answer to be stopped. It has a second sentence too, and more.') });
+      await typeAndSend('Ada, go on.');
+      await page.locator('.msg-char.is-speaking').waitFor();
+      await page.locator('.stop-btn').click();
+      const stopped = page.locator('.msg-char.is-cut[data-cut="stopped"]');
+      await stopped.waitFor();
+      assert.match(String(await stopped.locator('.msg-cut-reason').textContent()), /Stopped before the end/);
+      assert.ok(await stopped.locator('.msg-retry').isVisible(), 'the last reply can be retried');
+      assert.ok(!(await reply.locator('.msg-retry').isVisible()), 'an earlier one cannot (regenerate is for the last)');
+    });
+
     test('a reply cut by a lost connection says so, with a Retry', async () => {
       engines.chat.enqueue({ tokens: tokenize('One two three four five six seven eight nine ten.'), tokenDelayMs: 300 });
       const conn = await openApp();
