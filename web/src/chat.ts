@@ -8,7 +8,7 @@
 // (message_truncated); a failed one has a retry button.
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import { REPLY_CUT_WORDS, type ReplyCut } from './errors.ts';
-import { renderMarkdown } from './markdown.ts';
+import { renderReply, whenMarkdownReady } from './markdown.ts';
 import { pictureOf } from './picture-memory.ts';
 import type { Store } from './store.ts';
 import type { Character, ClientMessage, Message, ServerMessageOf } from './types.ts';
@@ -81,6 +81,15 @@ export class ChatView {
       this.renderCharacterPictures();
     });
     this.renderEmpty();
+    // Replies drawn as plain text before the markdown renderer arrived are drawn again with it.
+    whenMarkdownReady(() => this.redrawReplies());
+  }
+
+  private redrawReplies(): void {
+    for (const entry of this.entries.values()) {
+      if (entry.role !== 'assistant' || entry.el.classList.contains('is-truncated')) continue;
+      this.render(entry);
+    }
   }
 
   /** How many replies are still streaming. */
@@ -522,7 +531,7 @@ export class ChatView {
       entry.box.replaceChildren(entry.text);
       return;
     }
-    entry.box.replaceChildren(renderMarkdown(entry.text.data));
+    entry.box.replaceChildren(renderReply(entry.text.data));
   }
 
   private renderEmpty(): void {

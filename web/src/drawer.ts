@@ -24,8 +24,8 @@ export class Drawer {
       if ((ev.target as Element).closest(NAVIGATES)) this.close(false);
     });
     document.addEventListener('keydown', (ev) => {
-      if (ev.key !== 'Escape' || !this.isOpen || document.querySelector('dialog[open]')) return;
-      if ((ev.target as Element | null)?.closest?.('.conv-title-input')) return; // Esc cancels the rename first
+      // Something nearer (a rename, the find box) that used Esc has marked it handled.
+      if (ev.key !== 'Escape' || ev.defaultPrevented || !this.isOpen || document.querySelector('dialog[open]')) return;
       ev.preventDefault();
       this.close(true);
     });

@@ -172,7 +172,7 @@ class App {
       }
     });
     // Esc (anywhere) and `/` (to this box): shortcuts.ts.
-    installShortcuts({ stop: () => this.interrupt(), focusMessageBox: () => this.input.focus() });
+    installShortcuts({ stop: () => this.busy && this.interrupt(), focusMessageBox: () => this.input.focus() });
     this.input.addEventListener('input', () => this.autosize());
     this.micButton.onclick = () => void this.toggleMic();
     this.stopButton.onclick = () => this.interrupt();
