@@ -150,9 +150,9 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
   const version = h('input', { type: 'text', class: 'input', name: 'character_version', maxLength: 1000, value: character?.character_version ?? '' });
   const voice = h('select', { class: 'input', name: 'voice' }, h('option', { value: '' }, 'Default voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   voice.value = character?.voice ?? '';
-  const narration = h('select', { class: 'input', name: 'narration' }, h('option', { value: '' }, 'Server default (NARRATION)'), [...NARRATION_LABELS].map(([mode, label]) => h('option', { value: mode }, label)));
+  const narration = h('select', { class: 'input', name: 'narration' }, h('option', { value: '' }, 'As the server is set up'), [...NARRATION_LABELS].map(([mode, label]) => h('option', { value: mode }, label)));
   narration.value = character?.narration ?? '';
-  const narratorVoice = h('select', { class: 'input', name: 'narrator_voice' }, h('option', { value: '' }, 'Server default (NARRATOR_VOICE)'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
+  const narratorVoice = h('select', { class: 'input', name: 'narrator_voice' }, h('option', { value: '' }, 'The server’s narrator voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   narratorVoice.value = character?.narrator_voice ?? '';
   // The narrator's voice matters only when narration is spoken apart (or may be: the server default).
   const narratorField = field('Narrator voice', narratorVoice, 'Reads *actions* and narration when they are spoken apart.');

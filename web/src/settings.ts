@@ -157,7 +157,7 @@ export class Settings {
 
     panel.body.append(
       h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect), latency.toggle()),
-      h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The LLM model id, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
+      h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The language model to talk with, by its name on the server, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
     );
     this.panel = { panel, refresh };
     refresh();
