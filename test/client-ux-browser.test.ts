@@ -203,6 +203,23 @@ for (const size of SIZES) {
       assert.ok(!(await reply.locator('.msg-retry').isVisible()), 'an earlier one cannot (regenerate is for the last)');
     });
 
+    test('a toast during the chat does not cover the user message', async () => {
+      await openApp();
+      // The server's answers are held back: the message is shown, the conversation not stored yet.
+      proxy.policy = () => 'drop';
+      await typeAndSend('Zed, are you here?');
+      await page.locator('.msg-user').waitFor();
+      await page.locator('.export-menu > summary').click();
+      await page.locator('.export-markdown').click();
+      const toast = page.locator('.toast', { hasText: 'nothing to export' });
+      await toast.waitFor();
+      assert.ok(await topmostAtCentre('.toast'));
+      const [t, u] = [await toast.boundingBox(), await page.locator('.msg-user').boundingBox()];
+      assert.ok(t && u);
+      const overlaps = t.x < u.x + u.width && u.x < t.x + t.width && t.y < u.y + u.height && u.y < t.y + t.height;
+      assert.ok(!overlaps, `the toast ${JSON.stringify(t)} covers the user's message ${JSON.stringify(u)}`);
+    });
+
     test('a reply cut by a lost connection says so, with a Retry', async () => {
       engines.chat.enqueue({ tokens: tokenize('One two three four five six seven eight nine ten.'), tokenDelayMs: 300 });
       const conn = await openApp();

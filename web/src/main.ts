@@ -295,7 +295,8 @@ class App {
         this.takeSettings(m.data);
         return this.markStored(); // an update stores a new conversation
       case 'not_in_cast':
-        toast(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`, 'info', 'Not in the cast');
+        // About the message just sent: said under it, in the conversation, not over it.
+        this.chat.addNote(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`);
         return;
       case 'stt_update':
         return this.showTranscript(undefined, m.text);
