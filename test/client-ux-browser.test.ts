@@ -323,6 +323,11 @@ for (const size of SIZES) {
         await openNav(nav);
         await page.locator(`dialog${panel}[open]`).waitFor();
         await checkAxe(panel);
+        if (panel === '.characters-panel') {
+          await page.locator('.char-row', { hasText: 'Ada' }).click();
+          await page.locator('.char-form h3', { hasText: 'Edit Ada' }).waitFor();
+          await checkAxe('the character editor with Ada open');
+        }
         await page.locator(`${panel} .panel-close`).click();
         await page.locator(`dialog${panel}`).waitFor({ state: 'detached' });
       }
@@ -402,15 +407,23 @@ for (const size of SIZES) {
       assert.equal(await old.locator('.avatar img').getAttribute('src'), picture);
     });
 
-    test('Create / Save is on screen without scrolling in the character editor', async () => {
+    test('Create / Save is on screen without scrolling in the character, voice and persona editors', async () => {
       await openApp();
-      await openNav('.nav-characters');
-      const save = page.locator('.char-form .save');
-      await save.waitFor();
-      const box = await save.boundingBox();
-      assert.ok(box);
-      assert.ok(box.y >= 0 && box.y + box.height <= size.height, `the button is at y=${box.y} in a ${size.height}px window`);
-      assert.ok(await topmostAtCentre('.char-form .save'), 'nothing covers it');
+      for (const [nav, panel, button] of [
+        ['.nav-characters', '.characters-panel', '.char-form .save'],
+        ['.nav-voices', '.voices-panel', 'form.voice-form .save'],
+        ['.nav-personas', '.personas-panel', '.persona-form .save-persona'],
+      ] as const) {
+        await openNav(nav);
+        const save = page.locator(button);
+        await save.waitFor();
+        const box = await save.boundingBox();
+        assert.ok(box);
+        assert.ok(box.y >= 0 && box.y + box.height <= size.height, `${button} is at y=${box.y} in a ${size.height}px window`);
+        assert.ok(await topmostAtCentre(button), `nothing covers ${button}`);
+        await page.locator(`${panel} .panel-close`).click();
+        await page.locator(`dialog${panel}`).waitFor({ state: 'detached' });
+      }
     });
   });
 }
