@@ -94,6 +94,8 @@ async function openNav(selector: string): Promise<void> {
 async function checkAxe(view: string): Promise<void> {
   // Evaluated over the DevTools protocol: the page's CSP (script-src 'self') does not apply.
   if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE);
+  // Colours are judged when still: a message fading in is not yet at its contrast.
+  await page.evaluate(() => Promise.all(document.getAnimations().filter((a) => a.effect?.getComputedTiming().iterations !== Infinity).map((a) => a.finished.catch(() => undefined))));
   const found = await page.evaluate(async () => {
     const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe;
     const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } });
@@ -317,8 +319,18 @@ for (const size of SIZES) {
         await page.locator('.settings-panel .panel-close').click();
         assert.ok(!(await drawerOpen()), 'and it stays closed when the panel closes');
         assert.ok(await topmostAtCentre('.menu-btn'), 'the menu button is not covered');
+        // Choosing a conversation closes it too.
+        engines.chat.enqueue({ tokens: tokenize('Hi.') });
+        await typeAndSend('Ada, hello.');
+        await page.locator('.msg-char:not(.is-replying)').waitFor();
+        await menu.click();
+        await page.locator('.conv-row .conv-open').first().click();
+        assert.ok(!(await drawerOpen()), 'choosing a conversation closes it');
       }
       await checkAxe('main');
+      await page.emulateMedia({ colorScheme: 'light' });
+      await checkAxe('main, light theme');
+      await page.emulateMedia({ colorScheme: 'dark' });
       for (const [nav, panel] of [['.nav-characters', '.characters-panel'], ['.nav-voices', '.voices-panel'], ['.nav-personas', '.personas-panel'], ['.nav-lorebooks', '.lorebooks-panel'], ['.nav-settings', '.settings-panel']] as const) {
         await openNav(nav);
         await page.locator(`dialog${panel}[open]`).waitFor();
