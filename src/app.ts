@@ -16,6 +16,9 @@ import { cardRouteMethods, cardRoutes } from './http/card-routes.ts';
 import { lorebookRouteMethods, lorebookRoutes } from './http/lorebook-routes.ts';
 import { transcriptionRouteMethods, transcriptionRoutes } from './http/transcription-routes.ts';
 import { voiceRouteMethods, voiceRoutes } from './http/voice-routes.ts';
+import { endpointRouteMethods, endpointRoutes } from './http/endpoint-routes.ts';
+import { EndpointSettings } from './endpoints/endpoint-settings.ts';
+import { SecretBox } from './endpoints/secret-box.ts';
 import type { ClipStore } from './speech/clip-store.ts';
 import { type CrudType, crudChanges, runCrud } from './db/handlers.ts';
 import type { Repo } from './db/repo.ts';
@@ -128,22 +131,33 @@ export async function buildApp(deps: AppDeps) {
     return reply.type(contentType).send(body);
   });
   app.get('/api/voices/engines', async () => engineVoices(deps.tts));
+  // The connection panel's endpoints: saved ones replace the environment's in the live engines
+  // (deps.llm in place, deps.tts's openai engine, deps.stt for sessions opened from now on).
+  const endpoints = new EndpointSettings({ database: deps.database, config, box: new SecretBox(config.secretsKey, config.dataDir), llm: deps.llm, tts: deps.tts, sttHost: deps, logger: deps.logger });
+  // A database that cannot be read now must not keep the server down: the environment's endpoints serve meanwhile.
+  await endpoints.load().catch((err: unknown) => deps.logger.error({ err }, 'reading the saved endpoint settings failed; using the environment\'s'));
+  // Every open session learns at once (the first screen, the mic button follow it).
+  const unwatch = endpoints.onChange((data) => {
+    for (const session of deps.sessions ?? []) session.capabilitiesChanged(data);
+  });
+  app.addHook('onClose', async () => unwatch());
   const bounds = connectionBounds(config.limits);
   app.addHook('onClose', async () => bounds.stop());
-  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query)));
+  app.get('/ws', { websocket: true }, (socket, req) => openSession(socket, req.socket, deps, bounds, greetsOnStart(req.query), () => endpoints.capabilities()));
   for (const route of restRoutes) {
     app.route({ method: route.method, url: route.url, handler: (req, reply) => rest(route, req, reply, deps) });
   }
   await app.register(cardRoutes, { repo: deps.repo }); // its own scope: PNG and multipart bodies there only
   await app.register(lorebookRoutes, { repo: deps.repo }); // likewise: raw JSON and multipart
   await app.register(transcriptionRoutes, { stt: deps.stt?.engine }); // likewise: multipart
+  await app.register(endpointRoutes, { endpoints, config });
   if (deps.clips) {
     await app.register(voiceRoutes, { repo: deps.repo, clips: deps.clips, clipRate: (engine) => clipRate(deps.tts, engine, config.tts.outputSampleRate) });
     const clipSync = keepClipsInSync(deps.clips, deps.repo, deps.logger);
     app.addHook('onReady', clipSync.sweep); // start-up: what a crash or an older version left behind
     app.addHook('onClose', async () => clipSync.stop());
   }
-  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods, ...lorebookRouteMethods, ...transcriptionRouteMethods, ...(deps.clips ? voiceRouteMethods : [])]) {
+  for (const [url, allowed] of [...methodsByUrl(restRoutes), ...cardRouteMethods, ...lorebookRouteMethods, ...transcriptionRouteMethods, ...endpointRouteMethods, ...(deps.clips ? voiceRouteMethods : [])]) {
     const others = REST_METHODS.filter((m) => !allowed.includes(m));
     app.route({ method: others, url, handler: (req, reply) => methodNotAllowed(req, reply, allowed) });
   }
@@ -184,7 +198,7 @@ type ConnectionBounds = ReturnType<typeof connectionBounds>;
 /** `/ws?greetings=off`: a client that will resume a conversation does not want its new one greeted first. */
 const greetsOnStart = (query: unknown) => !(isObject(query) && Object.hasOwn(query, 'greetings') && query.greetings === 'off');
 
-function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps, bounds: ConnectionBounds, greetOnStart: boolean): void {
+function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Socket, deps: AppDeps, bounds: ConnectionBounds, greetOnStart: boolean, capabilities: SessionDeps['capabilities']): void {
   if (!bounds.sessions.admit(socket)) return;
   const router = new WebSocketRouter(socket, {
     repo: deps.repo,
@@ -199,6 +213,7 @@ function openSession(socket: import('ws').WebSocket, tcp: import('node:net').Soc
     logger: deps.logger,
     spool: deps.spool,
     rateLimits: deps.config.limits.rate,
+    capabilities,
   }, tcp);
   bounds.heartbeat.watch(socket);
   bounds.slowClients.watch(router.writer);

@@ -74,6 +74,19 @@ const envSchema = z.object({
       .optional(),
   ),
   ALLOW_UNAUTHENTICATED: bool.default(false),
+  // Encrypts the API keys saved from the connection panel (32 bytes: 64 hex characters or base64); unset: DATA_DIR/secrets.key.
+  SECRETS_KEY: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((text, ctx) => {
+        const key = /^[0-9a-f]{64}$/i.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+        if (key.length === 32) return key;
+        ctx.addIssue({ code: 'custom', message: 'must be 32 bytes: 64 hex characters or base64 (e.g. the output of openssl rand -hex 32)' });
+        return z.NEVER;
+      })
+      .optional(),
+  ),
   ALLOWED_ORIGINS: list(parseAllowedOrigin),
   ALLOWED_HOSTS: list(parseAllowedHost),
 
@@ -182,6 +195,8 @@ export interface Config {
     /** Host names answered besides localhost, addresses and HOST (`.x` = x and subdomains, `*` = any). */
     allowedHosts: string[];
   };
+  /** Encrypts stored API keys (src/endpoints/secret-box.ts); undefined: a key file in DATA_DIR. */
+  secretsKey: Buffer | undefined;
   tts: {
     /** The default engine: voices that name none speak through it. */
     engine: 'espeak' | 'openai' | 'higgs' | 'higgs-v2' | 'none';
@@ -302,6 +317,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rate: { windowMs: e.RATE_LIMIT_WINDOW_MS, turns: e.RATE_LIMIT_TURNS, requests: e.RATE_LIMIT_REQUESTS },
     },
     access: accessConfig(e),
+    secretsKey: e.SECRETS_KEY,
     tts: {
       engine: e.TTS_ENGINE,
       openai: e.TTS_ENGINE === 'openai' || e.TTS_BASE_URL !== undefined,
@@ -328,7 +344,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 type ParsedEnv = z.infer<typeof envSchema>;
 
 /** Variables whose value is a secret: a problem with one never prints it. */
-const isSecretVariable = (name: string) => /(_API_KEY|_TOKEN|PASSWORD|SECRET)$/.test(name);
+const isSecretVariable = (name: string) => /(_API_KEY|_TOKEN|PASSWORD|SECRET|SECRETS_KEY)$/.test(name);
 
 /** A bad value as the error shows it: secrets hidden, and a URL's password masked. */
 function shownValue(name: string, value: string | undefined): string {

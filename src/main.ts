@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   if (replayed.stored + replayed.deadLettered + replayed.kept > 0) logger.warn(replayed, 'replayed the message spool');
 
   const llm = createLlm(config.llm);
-  if (!llm.client) logger.warn('no LLM API key: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server)');
+  if (!llm.client) logger.warn('no LLM API key in the environment: set LLM_API_KEY or OPENROUTER_API_KEY (or LLM_BASE_URL to a local server), unless one is saved from the web client\'s Connection panel');
 
   const engine = await createTtsEngine(config.tts);
   const clips = new ClipStore(config.dataDir);

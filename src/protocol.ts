@@ -541,6 +541,61 @@ export const errorCodes = [
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 
+// ─── Endpoint settings (REST /api/endpoints, docs/api.md; src/endpoints/) ───
+
+export const endpointKinds = ['llm', 'tts', 'stt'] as const;
+export type EndpointKind = (typeof endpointKinds)[number];
+/** ready: answered; not_configured: no key for a hosted endpoint; unreachable / rejected: the last check failed; unknown: not checked yet. */
+export const llmStates = ['ready', 'not_configured', 'unreachable', 'rejected', 'unknown'] as const;
+export type LlmState = (typeof llmStates)[number];
+
+export const capabilitiesSchema = z.object({
+  llm: z.enum(llmStates),
+  /** A speech input engine is live: the mic button is offered. */
+  speech_input: z.boolean(),
+  /** Speech output is on (TTS_ENGINE is not none). */
+  speech_output: z.boolean(),
+});
+export type Capabilities = z.infer<typeof capabilitiesSchema>;
+
+const endpointUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).max(2000);
+const endpointName = z.string().trim().min(1, 'must not be empty').max(200);
+/**
+ * A PUT /api/endpoints/:kind body (and the draft a test or model list runs on). `api_key`:
+ * absent keeps the stored key, null or "" clears it, a string replaces it.
+ */
+export const endpointSettingsBodySchema = z.strictObject({
+  base_url: endpointUrl,
+  model: endpointName,
+  api_key: z.string().max(4000).nullable().optional(),
+  /** tts: the voice of voices that name none on this engine. */
+  voice: endpointName.nullable().optional(),
+});
+export type EndpointSettingsBody = z.infer<typeof endpointSettingsBodySchema>;
+/** A draft for test / models: every field optional, the missing ones are the current settings'. */
+export const endpointDraftSchema = endpointSettingsBodySchema.partial();
+export type EndpointDraft = z.infer<typeof endpointDraftSchema>;
+
+/** What the client sees of one endpoint: never the key, only whether one is set and its last 4 characters. */
+export const endpointViewSchema = z.object({
+  kind: z.enum(endpointKinds),
+  base_url: z.string(),
+  model: z.string(),
+  voice: z.string().nullable(),
+  api_key: z.object({ set: z.boolean(), last4: z.string().nullable() }),
+  /** saved: stored from the app (wins over the environment); environment: the server's variables. */
+  source: z.enum(['saved', 'environment']),
+  /** Whether this endpoint is in use (tts: speech output on; stt: speech input live). */
+  active: z.boolean(),
+  /** A sentence for the person, when the endpoint cannot be used as it is. */
+  note: z.string().nullable(),
+});
+export type EndpointView = z.infer<typeof endpointViewSchema>;
+export const endpointsViewSchema = z.object({ llm: endpointViewSchema, tts: endpointViewSchema, stt: endpointViewSchema, capabilities: capabilitiesSchema });
+export type EndpointsView = z.infer<typeof endpointsViewSchema>;
+export const endpointTestResultSchema = z.object({ ok: z.boolean(), message: z.string() });
+export type EndpointTestResult = z.infer<typeof endpointTestResultSchema>;
+
 export const serverMessageSchemas = {
   pong: msg('pong', {}),
   session: withData(
@@ -554,8 +609,12 @@ export const serverMessageSchemas = {
       model_settings: modelSettingsSchema,
       /** The new conversation's cast and rules (a Conversation's fields; it is stored with its first message). */
       cast_settings: castSettingsSchema,
+      /** What the server can do right now (the connection panel changes it): the client's first screen and mic button follow it. */
+      capabilities: capabilitiesSchema.optional(),
     }),
   ),
+  /** What the server can do changed (the connection panel, or the LLM check finished): pushed to every session. */
+  capabilities: withData('capabilities', capabilitiesSchema),
   stt_update: msg('stt_update', { text: z.string() }),
   stt_stabilized: msg('stt_stabilized', { text: z.string() }),
   stt_final: msg('stt_final', { text: z.string() }),

@@ -45,7 +45,8 @@ before(async () => {
   const [db] = await openTestDatabases();
   assert.ok(db);
   tmp = mkdtempSync(join(tmpdir(), 'chorus-browser-'));
-  llm = await startEngineServer();
+  // Speech input answers with no words: the fake microphone never makes a turn of its own.
+  llm = await startEngineServer({ transcription: { text: '' } });
   tts = await createEspeakEngine({ workers: 1 });
   // The fake microphone: real espeak speech as a 16-bit mono WAV.
   const pcm: Buffer[] = [];
@@ -55,7 +56,9 @@ before(async () => {
   // Chromium loops the file: the silence after the speech is where an utterance ends.
   const silence = Buffer.alloc(Math.round(tts.sampleRate * 1.5) * 2);
   writeFileSync(wav, encodeWav(Buffer.concat([...pcm, silence]), tts.sampleRate));
-  chorus = await startChorus({ database: db.database, env: { WEB_DIR: WEB_DIST, LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'k' }, tts });
+  // With speech input (the mic button shows only then), no barge-in: the fake mic talks over every reply.
+  const stt = createOpenAiSttEngine({ baseUrl: llm.baseUrl, apiKey: undefined, model: 'whisper-1', language: 'en', timeoutMs: 3000 });
+  chorus = await startChorus({ database: db.database, env: { WEB_DIR: WEB_DIST, LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'k', BARGE_IN: 'false', PREEMPTIVE_GENERATION: 'false' }, tts, stt });
   proxy = await TestProxy.start(chorus.httpUrl);
   browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`]);
 });
@@ -618,7 +621,7 @@ describe('connection', () => {
 // ───────────────────────────── microphone ─────────────────────────────
 
 describe('microphone', () => {
-  test('mic frames are PCM16 16 kHz of 20–100 ms; without speech input the error is shown and the mic turns off', async () => {
+  test('mic frames are PCM16 16 kHz of 20–100 ms; speech input reports its state; once the mic is off no frame is sent', async () => {
     const conn = await openApp();
     // Hold the server's answers to start_listening until 25 mic frames (1 s) have reached it.
     proxy.policy = (_frame, c) => (c.clientMessages('start_listening').length > 0 && c.clientBinary().length < 25 ? 'hold' : 'pass');
@@ -646,31 +649,24 @@ describe('microphone', () => {
     assert.equal(dbg.frameBytes[0], 1280);
     assert.ok(dbg.contextRate > 0);
 
-    const answer = conn.serverMessages().find((m) => m.type === 'error' || m.type === 'stt_state');
-    if (answer?.type === 'error' && (answer.data as { code?: string }).code === 'stt_not_configured') {
-      // Speech input is not built yet: the message is shown plainly and the mic is off.
-      const message = String((answer.data as { message?: string }).message);
-      await page.locator('.mic-notice', { hasText: message }).waitFor();
-      await page.waitForFunction(() => !window.__chorus.mic.on && document.querySelector('.mic-btn')?.getAttribute('aria-pressed') === 'false');
-      // No frame is sent once the mic is off: across a whole chat round trip (far longer than
-      // a 40 ms frame), the page sends nothing more, and the proxy got exactly what it sent.
-      const sentAtOff = (await debugState()).mic.framesSent;
-      llm.chat.enqueue({ tokens: tokenize('Loud and clear.') });
-      await typeAndSend('Mira, radio check.');
-      await page.locator('.msg-char .msg-text', { hasText: 'Loud and clear.' }).waitFor();
-      assert.equal((await debugState()).mic.framesSent, sentAtOff, 'frames stop when the mic turns off');
-      assert.equal(conn.clientBinary().length, sentAtOff);
-      assert.equal(await page.locator('.toast').count(), 0, 'shown once, in the mic notice');
-    } else {
-      // Speech input exists: it reports its state and the mic stays on.
-      await page.locator('.stt-chip').waitFor();
-      assert.equal((await debugState()).mic.on, true);
-    }
+    // Speech input reports its state and the mic stays on.
+    await page.locator('.stt-chip').waitFor();
+    assert.equal((await debugState()).mic.on, true);
+
+    // Off: across a whole chat round trip (far longer than a 40 ms frame), the page sends
+    // nothing more, and the proxy got exactly what it sent.
+    await page.locator('.mic-btn').click();
+    await proxy.waitFor(() => conn.clientMessages('stop_listening').length === 1, 'stop_listening');
+    await page.waitForFunction(() => !window.__chorus.mic.on && document.querySelector('.mic-btn')?.getAttribute('aria-pressed') === 'false');
+    const sentAtOff = (await debugState()).mic.framesSent;
+    llm.chat.enqueue({ tokens: tokenize('Loud and clear.') });
+    await typeAndSend('Mira, radio check.');
+    await page.locator('.msg-char .msg-text', { hasText: 'Loud and clear.' }).waitFor();
+    assert.equal((await debugState()).mic.framesSent, sentAtOff, 'frames stop when the mic turns off');
+    assert.equal(conn.clientBinary().length, sentAtOff);
   });
 
   test('full duplex and reconnect: the mic stays open during playback, and after a reconnect listening resumes on the same stream', async () => {
-    // Stand in for a server with speech input: its stt_not_configured errors are not passed on.
-    proxy.policy = (frame) => (frame.json?.type === 'error' && (frame.json.data as { code?: string } | undefined)?.code === 'stt_not_configured' ? 'drop' : 'pass');
     const first = await openApp();
     await page.locator('.mic-btn').click();
     await page.waitForFunction(() => window.__chorus.mic.on && window.__chorus.mic.framesSent > 3);

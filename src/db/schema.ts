@@ -3,7 +3,7 @@
 // its protocol record with nothing but timestamp formatting.
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, check, customType, doublePrecision, index, integer, jsonb, pgTable, real, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, type VoiceStyle, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
+import { type CharacterBook, DEFAULT_AUTO_MODE_DELAY_MS, endpointKinds, type VoiceStyle, messageStatuses, narrationModes, replyStrategies, roles, ttsEngineNames, voiceMethods } from '../protocol.ts';
 
 const timestamps = {
   created_at: timestamp({ withTimezone: true }).notNull().defaultNow(),
@@ -181,5 +181,24 @@ export const messages = pgTable(
   ],
 );
 
-export const schema = { voices, characters, characterPictures, personas, lorebooks, conversations, messages };
+/**
+ * Endpoint settings saved from the connection panel (src/endpoints/): one row per kind (llm, tts,
+ * stt). They win over the environment's; deleting the row goes back to it. The API key is stored
+ * encrypted (AES-256-GCM, src/endpoints/secret-box.ts), never as it was typed.
+ */
+export const endpointSettings = pgTable(
+  'endpoint_settings',
+  {
+    kind: text({ enum: endpointKinds }).primaryKey(),
+    base_url: text().notNull(),
+    model: text().notNull(),
+    voice: text(),
+    /** `v1:<iv>:<tag>:<ciphertext>` (base64url), or null for no key. */
+    api_key_encrypted: text(),
+    ...timestamps,
+  },
+  (t) => [check('endpoint_settings_kind_check', sql`${t.kind} in (${oneOf(endpointKinds)})`)],
+);
+
+export const schema = { voices, characters, characterPictures, personas, lorebooks, conversations, messages, endpointSettings };
 export type Schema = typeof schema;

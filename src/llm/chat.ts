@@ -106,7 +106,11 @@ export class ChatLLM {
     public userName: string,
   ) {
     this.settings = defaultModelSettings(llm.defaultModel);
+    this.startModel = llm.defaultModel;
   }
+
+  /** The endpoint's model when this session began: while its settings still name it, the session follows the endpoint's model (the connection panel may change it). */
+  private startModel: string;
 
   /**
    * A copy for a turn not yet confirmed (a preemptive reply): the same endpoint, settings and
@@ -116,6 +120,7 @@ export class ChatLLM {
   fork(): ChatLLM {
     const copy = new ChatLLM(this.llm, this.userName);
     copy.settings = this.settings;
+    copy.startModel = this.startModel;
     copy.persona = this.persona;
     copy.lorebooks = this.lorebooks;
     copy.history = [...this.history];
@@ -250,7 +255,7 @@ export class ChatLLM {
     // llama.cpp and Ollama's OpenAI endpoint read them from the body as they are.
     const extra = { top_k: s.top_k, min_p: s.min_p, repetition_penalty: s.repetition_penalty };
     return {
-      model: s.model,
+      model: s.model === this.startModel ? this.llm.defaultModel : s.model,
       messages: this.buildMessages(character, cast, upTo),
       stream: true,
       temperature: s.temperature,
@@ -315,7 +320,7 @@ function providerDetail(error: InstanceType<typeof OpenAI.APIError>, apiKey: str
   return text ? `: ${text}` : '';
 }
 
-function describeLlmFailure(error: unknown, baseUrl: string, apiKey?: string): LlmError {
+export function describeLlmFailure(error: unknown, baseUrl: string, apiKey?: string): LlmError {
   if (error instanceof OpenAI.APIConnectionTimeoutError) return new LlmError(`The LLM at ${baseUrl} did not answer in time.`);
   if (error instanceof OpenAI.APIConnectionError) return new LlmError(`Cannot reach the LLM at ${baseUrl}.`);
   if (error instanceof OpenAI.APIError) {

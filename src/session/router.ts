@@ -61,6 +61,8 @@ export interface SessionDeps {
   rateLimits: RateLimits;
   /** DATA_DIR's dead-letter file for messages the database refuses; absent: the error log only. */
   spool?: MessageSpool | undefined;
+  /** What the server can do right now (LLM state, speech input), sent in the `session` greeting. */
+  capabilities?: (() => p.Capabilities) | undefined;
 }
 
 interface Request {
@@ -309,6 +311,17 @@ export class WebSocketRouter {
     return (this.current !== undefined && !this.current.gate?.discarded) || this.playout.speaking();
   }
 
+  /** The capabilities this session was last told (JSON); undefined until its greeting. */
+  private toldCapabilities: string | undefined;
+
+  /** The server's capabilities changed: told when they differ from what the session knows (never before its greeting, which carries them). */
+  capabilitiesChanged(capabilities: p.Capabilities): void {
+    const text = JSON.stringify(capabilities);
+    if (this.toldCapabilities === undefined || this.toldCapabilities === text) return;
+    this.toldCapabilities = text;
+    this.send({ type: 'capabilities', data: capabilities });
+  }
+
   /** Sends the session greeting and starts the turn loop. */
   async start(): Promise<void> {
     await this.loadCast();
@@ -317,6 +330,8 @@ export class WebSocketRouter {
     crudChanges.on('context', this.contextChanged);
     crudChanges.on('message', this.takeMessageChange);
     await this.prepareContext(); // the session's user_name is the default persona's
+    const capabilities = this.deps.capabilities?.();
+    this.toldCapabilities = JSON.stringify(capabilities ?? null);
     this.send({
       type: 'session',
       data: {
@@ -327,6 +342,7 @@ export class WebSocketRouter {
         active_characters: this.cast,
         model_settings: this.chat.settings,
         cast_settings: this.castState.settings,
+        ...(capabilities ? { capabilities } : {}),
       },
     });
     this.logger.info('session started');

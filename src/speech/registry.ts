@@ -41,6 +41,11 @@ export class TtsRegistry implements TtsEngine {
     return [this.defaultEngine, ...[...this.engines.values()].filter((e) => e !== this.defaultEngine)];
   }
 
+  /** Adds an engine that was not configured at start (the connection panel's TTS endpoint); the default stays. */
+  add(engine: TtsEngine): void {
+    if (!this.engines.has(engine.name)) this.engines.set(engine.name, engine);
+  }
+
   get(name: TtsEngineName): TtsEngine | undefined {
     return this.engines.get(name);
   }

@@ -9,6 +9,7 @@ import { createHiggsV2Engine } from './engines/higgs-v2.ts';
 import { createHiggsEngine } from './engines/higgs.ts';
 import { createOpenAiTtsEngine } from './engines/openai.ts';
 import { TtsRegistry } from './registry.ts';
+import { SwappableTts } from '../endpoints/swappable-engines.ts';
 
 export async function createTtsEngine(config: Config['tts']): Promise<TtsRegistry | undefined> {
   if (config.engine === 'none') return undefined;
@@ -18,7 +19,8 @@ export async function createTtsEngine(config: Config['tts']): Promise<TtsRegistr
   const engines: TtsEngine[] = [await createEspeakEngine({ workers: config.espeakWorkers, defaultVoice: ownDefault('espeak') })];
   try {
     if (config.openai) {
-      engines.push(createOpenAiTtsEngine({ ...limits, baseUrl: config.baseUrl, apiKey: config.apiKey, model: config.model, sampleRate: config.sampleRate, defaultVoice: ownDefault('openai'), referenceAudio: config.referenceAudio }));
+      // Swappable: the connection panel can point it at another server while sessions run.
+      engines.push(new SwappableTts(createOpenAiTtsEngine({ ...limits, baseUrl: config.baseUrl, apiKey: config.apiKey, model: config.model, sampleRate: config.sampleRate, defaultVoice: ownDefault('openai'), referenceAudio: config.referenceAudio })));
     }
     if (config.higgs) engines.push(createHiggsEngine({ ...limits, ...config.higgs, defaultVoice: ownDefault('higgs') ?? config.higgs.defaultVoice }));
     if (config.higgsV2) engines.push(createHiggsV2Engine({ ...limits, ...config.higgsV2, defaultVoice: ownDefault('higgs-v2') ?? config.higgsV2.defaultVoice }));

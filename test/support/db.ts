@@ -41,7 +41,7 @@ export async function closeTestDatabases(): Promise<void> {
 
 /** Empties the tables. */
 export async function resetData(database: Database): Promise<void> {
-  await database.db.execute(sql`truncate table messages, conversations, character_pictures, characters, voices, personas, lorebooks`);
+  await database.db.execute(sql`truncate table messages, conversations, character_pictures, characters, voices, personas, lorebooks, endpoint_settings`);
 }
 
 /** A new database named after TEST_DATABASE_URL's and this process, so the migrations run from scratch. */

@@ -3,6 +3,7 @@
 // reconnecting, and it is the only way to list the TTS engine's voices. Every failure is an
 // ApiError whose message is the server's own explanation (it names the field at fault).
 import { logIn } from './login.ts';
+import type { EndpointDraft, EndpointKind, EndpointSettingsBody, EndpointsView, EndpointTestResult } from './types.ts';
 import type { Character, CharacterCreate, CharacterUpdate, Conversation, EngineVoices, Lorebook, LorebookCreate, Message, Persona, PersonaCreate, Voice, VoiceCreate, VoiceUpdate } from './types.ts';
 
 export class ApiError extends Error {
@@ -15,7 +16,7 @@ export class ApiError extends Error {
 }
 
 /** One REST call (a JSON body, or FormData for file uploads); a 401 (the server has an AUTH_TOKEN) asks for the token and tries once more. */
-async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, retried = false): Promise<T> {
+async function call<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown, retried = false): Promise<T> {
   let response: Response;
   const form = body instanceof FormData;
   try {
@@ -97,4 +98,11 @@ export const api = {
   renameConversation: (id: string, title: string) => call<Conversation>('PATCH', `/api/conversations/${seg(id)}`, { title }),
   deleteConversation: (id: string) => call<{ conversation_id: string }>('DELETE', `/api/conversations/${seg(id)}`),
   messages: (id: string) => call<Message[]>('GET', `/api/conversations/${seg(id)}/messages`),
+
+  // The connection panel (docs/api.md, "Endpoint settings"): keys come back masked, never whole.
+  endpoints: () => call<EndpointsView>('GET', '/api/endpoints'),
+  saveEndpoint: (kind: EndpointKind, body: EndpointSettingsBody) => call<EndpointsView>('PUT', `/api/endpoints/${kind}`, body),
+  forgetEndpoint: (kind: EndpointKind) => call<EndpointsView>('DELETE', `/api/endpoints/${kind}`),
+  endpointModels: (kind: EndpointKind, draft: EndpointDraft) => call<{ models: string[] }>('POST', `/api/endpoints/${kind}/models`, draft),
+  testEndpoint: (kind: EndpointKind, draft: EndpointDraft) => call<EndpointTestResult>('POST', `/api/endpoints/${kind}/test`, draft),
 };

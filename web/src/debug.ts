@@ -51,7 +51,11 @@ export interface ChorusDebug {
     conversationId: string | null;
     /** Types of the client → server messages sent, in order (up to 200). */
     sent: string[];
+    /** The language model's state from the server's capabilities (unknown until told). */
+    llm?: string;
   };
+  /** The listening controls as applied (web/src/listening.ts). */
+  listening?: { speech: boolean; muted: boolean; volume: number; rate: number; autoplay: boolean; micDeviceId: string | null };
 }
 
 export const debug: ChorusDebug = {

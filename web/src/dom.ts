@@ -102,6 +102,8 @@ const ICONS = {
   prev: 'M15.4 7.4 14 6l-6 6 6 6 1.4-1.4-4.6-4.6z',
   next: 'M8.6 7.4 10 6l6 6-6 6-1.4-1.4 4.6-4.6z',
   more: 'M5 10h3v3H5zm5.5 0h3v3h-3zM16 10h3v3h-3z',
+  speaker: 'M4 9v6h4l5 4V5L8 9H4Zm12.5 3a4.5 4.5 0 0 0-2.5-4v8a4.5 4.5 0 0 0 2.5-4ZM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6Z',
+  plug: 'M16 7V3h-2v4h-4V3H8v4H7a1 1 0 0 0-1 1v4a6 6 0 0 0 5 5.9V21h2v-3.1a6 6 0 0 0 5-5.9V8a1 1 0 0 0-1-1h-1Z',
 } as const;
 export type IconName = keyof typeof ICONS;
 

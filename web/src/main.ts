@@ -32,6 +32,9 @@ import { describeError, toast } from './ui.ts';
 import { openVoices } from './voices.ts';
 import { openLorebooks } from './lorebooks.ts';
 import { openPersonas } from './personas.ts';
+import { llmWorks, openConnectionPanel, SetupNotice } from './connection-panel.ts';
+import { ListeningControls } from './listening.ts';
+import type { Capabilities } from './types.ts';
 
 /** Errors that belong to a reply: its bubble says them (chat.markReplyError), not a toast. */
 const REPLY_ERRORS: ReadonlyMap<ErrorCode, 'failed' | 'speech'> = new Map([
@@ -74,6 +77,17 @@ class App {
     title: () => this.title.textContent ?? 'Conversation',
     userName: () => this.userName,
   };
+  /** What the server can do (the session greeting, then the connection panel's answers). */
+  private caps: Capabilities | undefined;
+  private lastState: ConnectionState | undefined;
+  private readonly setup = new SetupNotice(() => this.openConnection());
+  private readonly listening = new ListeningControls({
+    changed: (prefs) => this.applyListening(prefs),
+    speechInput: () => this.caps?.speech_input !== false,
+    micOn: () => this.micOn,
+  });
+  /** Auto-play off: plays the reply's audio that waits. */
+  private readonly playButton = h('button', { type: 'button', class: 'btn btn-small play-held', hidden: true }, icon('play'), 'Play reply');
 
   // elements that change
   private readonly connPill = h('span', { class: 'conn-pill', attrs: { role: 'status' } });
@@ -114,12 +128,18 @@ class App {
         else this.speakingNames.delete(id);
         this.renderActivity();
       },
-      activity: () => this.renderActivity(),
+      activity: () => {
+        this.renderActivity();
+        this.playButton.hidden = !this.player.waiting;
+      },
       cancelled: (id) => this.chat.audioCut(id),
     });
     this.mic = new Microphone({
       frame: (pcm) => this.sendMicFrame(pcm),
-      level: (rms) => this.micLevel.style.setProperty('--level', String(Math.min(1, rms * 6))),
+      level: (rms) => {
+        this.micLevel.style.setProperty('--level', String(Math.min(1, rms * 6)));
+        this.listening.level(rms * 6);
+      },
       ended: (reason) => {
         this.micOff(true);
         toast(reason, 'error', 'Microphone');
@@ -136,6 +156,12 @@ class App {
       },
       changed: () => this.renderTitle(),
     });
+    this.applyListening(this.listening.prefs);
+    this.playButton.onclick = () => {
+      this.player.playHeld();
+      this.playButton.hidden = true;
+      this.renderActivity();
+    };
     root.replaceChildren(this.layout());
     // Distinct avatar colours for every known name; pictures remembered for deleted characters.
     this.store.subscribe(() => {
@@ -191,6 +217,7 @@ class App {
         h('button', { type: 'button', class: 'nav-btn nav-personas', onclick: () => openPersonas(this.conversationLink, this.store) }, icon('people'), 'Personas'),
         h('button', { type: 'button', class: 'nav-btn nav-lorebooks', onclick: () => openLorebooks(this.conversationLink) }, icon('pencil'), 'Lorebooks'),
         h('button', { type: 'button', class: 'nav-btn nav-settings', onclick: () => this.settings.open() }, icon('gear'), 'Settings'),
+        h('button', { type: 'button', class: 'nav-btn nav-connection', onclick: () => this.openConnection() }, icon('plug'), 'Connection'),
       ),
     );
     const menu = iconButton('menu', 'Conversations and panels', () => undefined, 'menu-btn');
@@ -204,12 +231,13 @@ class App {
       h(
         'main',
         { class: 'main' },
-        h('header', { class: 'topbar' }, menu, this.title, h('div', { class: 'conv-tools' }, this.search.button, exportMenu(this.exportSource)), this.cast.button),
+        h('header', { class: 'topbar' }, menu, this.title, h('div', { class: 'conv-tools' }, this.search.button, exportMenu(this.exportSource)), this.listening.button, this.cast.button),
         this.search.bar,
         this.cast.panel,
         this.banner,
+        this.setup.el,
         this.chat.el,
-        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity, latency.el), form),
+        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity, this.playButton, latency.el), form),
       ),
     );
   }
@@ -225,6 +253,8 @@ class App {
     switch (m.type) {
       case 'session':
         return this.onSession(m);
+      case 'capabilities':
+        return this.applyCapabilities(m.data);
       case 'text_stream_start':
         this.player.reuse(m.data.message_id); // a regenerated or continued message streams again under its id
         this.chat.streamStart(m.data);
@@ -346,6 +376,7 @@ class App {
     this.store.mergeActive(data.active_characters);
     this.takeSettings(data.cast_settings);
     this.settings.onSession(data.model_settings, data.user_name);
+    this.applyCapabilities(data.capabilities);
     // Resume: the conversation this page had open (if it was stored), or the last visit's.
     const resume = this.resumeTarget;
     this.resumeId = null;
@@ -371,7 +402,8 @@ class App {
     if (code === 'stt_not_configured') {
       this.micOff(false);
       this.micNotice.hidden = false;
-      replace(this.micNotice, h('span', { class: 'notice-text' }, h('strong', null, 'Microphone off. '), message), iconButton('close', 'Dismiss', () => (this.micNotice.hidden = true), 'notice-close'));
+      // The server's text is for whoever runs it (which variables to set); the person here gets plain words.
+      replace(this.micNotice, h('span', { class: 'notice-text' }, h('strong', null, 'Microphone off. '), 'Talking by voice is not available here yet: type your message instead.'), iconButton('close', 'Dismiss', () => (this.micNotice.hidden = true), 'notice-close'));
       return;
     }
     const words = errorWords(code, message);
@@ -381,13 +413,18 @@ class App {
   }
 
   private onState(state: ConnectionState): void {
+    // The same state again is a re-render (the capabilities changed), not a new state.
+    if (state !== this.lastState) remember(debug.connection.history, state.kind, 100);
+    this.lastState = state;
     debug.connection.state = state.kind;
-    remember(debug.connection.history, state.kind, 100);
     window.clearInterval(this.countdownTimer);
     const render = () => {
       const seconds = state.kind === 'reconnecting' ? Math.max(0, Math.ceil((state.at - Date.now()) / 1000)) : 0;
-      const text = state.kind === 'connected' ? 'Connected' : state.kind === 'connecting' ? (state.attempt > 0 ? 'Reconnecting…' : 'Connecting…') : `Reconnecting in ${seconds}s`;
-      this.connPill.className = `conn-pill conn-${state.kind}`;
+      // Connected to a server whose language model does not work is not "all is well".
+      const needsSetup = state.kind === 'connected' && !llmWorks(this.caps);
+      const text = needsSetup ? 'Needs setup' : state.kind === 'connected' ? 'Connected' : state.kind === 'connecting' ? (state.attempt > 0 ? 'Reconnecting…' : 'Connecting…') : `Reconnecting in ${seconds}s`;
+      this.connPill.className = `conn-pill conn-${state.kind}${needsSetup ? ' conn-setup' : ''}`;
+      this.connPill.title = needsSetup ? 'Connected, but no language model answers: open Connection' : '';
       this.connPill.dataset.state = state.kind;
       this.connPill.textContent = text;
       this.banner.hidden = state.kind === 'connected' || (state.kind === 'connecting' && state.attempt === 0);
@@ -429,6 +466,11 @@ class App {
   private sendText(): void {
     const text = this.input.value.trim();
     if (text === '') return;
+    // No working language model: the message would only fail, so lead to the setup (the text stays in the box).
+    if (!llmWorks(this.caps)) {
+      this.openConnection();
+      return;
+    }
     if (!this.conn.open) {
       toast('Not connected, so the message was not sent. It is still in the box; send it again once connected.', 'error', 'Not sent');
       return;
@@ -555,7 +597,39 @@ class App {
 
   // -- rendering ------------------------------------------------------------------------------
 
+  private openConnection(): void {
+    openConnectionPanel({ changed: (view) => this.applyCapabilities(view.capabilities) });
+  }
+
+  /** The server's capabilities: the first screen's setup notice, the status pill and the mic button follow them. */
+  private applyCapabilities(caps: Capabilities | undefined): void {
+    this.caps = caps;
+    debug.connection.llm = caps?.llm ?? 'unknown';
+    this.setup.show(caps);
+    if (this.lastState) this.onState(this.lastState);
+    if (caps?.speech_input === false && this.micOn) this.micOff(true);
+    this.renderMic();
+  }
+
+  private applyListening(prefs: ListeningControls['prefs']): void {
+    this.player.configure(prefs);
+    const newDevice = this.mic.deviceId !== prefs.micDeviceId;
+    this.mic.deviceId = prefs.micDeviceId;
+    debug.listening = { ...prefs };
+    this.playButton.hidden = !this.player.waiting;
+    // A new microphone while it is on: reopen it on that device.
+    if (newDevice && this.micOn && this.mic.capturing) {
+      this.mic.stop();
+      void this.mic.start().catch((e: unknown) => {
+        this.micOff(true);
+        toast(describeError(e), 'error', 'Microphone');
+      });
+    }
+  }
+
   private renderMic(): void {
+    // No speech input on the server: no mic button (the listening controls say why, in plain words).
+    this.micButton.hidden = this.caps?.speech_input === false;
     this.micButton.classList.toggle('is-on', this.micOn);
     this.micButton.setAttribute('aria-pressed', String(this.micOn));
     this.micButton.title = this.micOn ? 'Turn the microphone off' : 'Turn the microphone on';

@@ -33,6 +33,9 @@ export class Microphone {
     return this.stream !== undefined;
   }
 
+  /** The device chosen in the listening controls (a MediaDeviceInfo.deviceId); null: the browser's default. */
+  deviceId: string | null = null;
+
   /** Opens the microphone (asks permission the first time). Throws with a readable message. */
   async start(): Promise<void> {
     if (this.stream) return;
@@ -41,7 +44,7 @@ export class Microphone {
     let stream: MediaStream;
     try {
       stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1, ...(this.deviceId ? { deviceId: { exact: this.deviceId } } : {}) },
       });
     } catch (error) {
       throw new Error(micError(error));
@@ -99,7 +102,8 @@ export class Microphone {
 function micError(error: unknown): string {
   const name = error instanceof DOMException ? error.name : '';
   if (name === 'NotAllowedError' || name === 'SecurityError') return 'Microphone permission was denied. Allow it in the browser to talk.';
-  if (name === 'NotFoundError' || name === 'OverconstrainedError') return 'No microphone was found.';
+  if (name === 'OverconstrainedError') return 'The chosen microphone is not connected: pick another in the listening controls.';
+  if (name === 'NotFoundError') return 'No microphone was found.';
   if (name === 'NotReadableError') return 'The microphone is in use by another application.';
   return `The microphone could not be opened: ${error instanceof Error ? error.message : String(error)}`;
 }

@@ -30,6 +30,8 @@ interface Scheduled {
   buffer: AudioBuffer;
   offset: number;
   startAt: number;
+  /** Its playbackRate: one second of context time plays this many seconds of its audio. */
+  rate: number;
 }
 
 interface QueuedMessage {
@@ -44,8 +46,8 @@ interface QueuedMessage {
   sources: Map<AudioBufferSourceNode, Scheduled>;
   speaking: boolean;
   startTimer: number | undefined;
-  /** Every piece put on the clock since the last pause: [start, duration] in context seconds (for playback_position). */
-  scheduled: Array<[number, number]>;
+  /** Every piece put on the clock since the last pause: [start, duration, rate] in context seconds (for playback_position). */
+  scheduled: Array<[number, number, number]>;
   /** Seconds played before the last pause. */
   playedBefore: number;
 }
@@ -73,6 +75,10 @@ export class Player {
   private wasActive = false;
   /** audio_paused came, and neither audio_resumed nor an interrupt yet. */
   private paused = false;
+  /** Auto-play is off and a reply's audio waits for playHeld() (the listening controls). */
+  private holding = false;
+  /** The listening controls (web/src/listening.ts): speech on/off, auto-play, volume, mute, speed. */
+  private prefs = { speech: true, autoplay: true, volume: 1, muted: false, rate: 1 };
 
   constructor(private readonly events: PlayerEvents) {}
 
@@ -83,7 +89,8 @@ export class Player {
   // -- protocol events ------------------------------------------------------------------------
 
   streamStart(info: StreamInfo & { sample_rate: number }): void {
-    if (this.awaitingAck || this.cancelled.has(info.message_id)) {
+    // Speech off: the reply's audio is dropped as it comes (its text still shows).
+    if (this.awaitingAck || this.cancelled.has(info.message_id) || !this.prefs.speech) {
       this.markCancelled(info.message_id);
       return;
     }
@@ -92,6 +99,8 @@ export class Player {
       this.markCancelled(info.message_id); // no AudioBuffer can hold it; its frames are dropped
       return;
     }
+    // Auto-play off: a reply that starts from silence waits for the Play button.
+    if (!this.prefs.autoplay && this.queue.length === 0) this.holding = true;
     this.queue.push({ id: info.message_id, sampleRate: info.sample_rate, waiting: [], held: [], complete: false, sources: new Map(), speaking: false, startTimer: undefined, scheduled: [], playedBefore: 0 });
     this.activityChanged();
   }
@@ -111,7 +120,7 @@ export class Player {
     }
     const samples = pcm16ToFloat(data);
     if (samples.length === 0) return;
-    if (!this.paused && this.ready(message)) this.schedule(message, samples);
+    if (!this.paused && !this.holding && this.ready(message)) this.schedule(message, samples);
     else message.waiting.push(samples);
   }
 
@@ -146,6 +155,32 @@ export class Player {
       .map((m) => ({ message_id: m.id, played_ms: Math.round((m.playedBefore + playedSince(m.scheduled, now)) * 1000) }));
   }
 
+  /** The listening controls changed: volume, mute and speed apply at once (speed to what is scheduled next), speech off stops what plays. */
+  configure(prefs: { speech: boolean; autoplay: boolean; volume: number; muted: boolean; rate: number }): void {
+    const speechTurnedOff = this.prefs.speech && !prefs.speech;
+    this.prefs = { ...prefs };
+    if (this.output) this.output.gain.value = this.gain();
+    if (speechTurnedOff) this.stopAll();
+    if (prefs.autoplay && this.holding) this.playHeld();
+  }
+
+  /** Whether a reply's audio waits for playHeld() (auto-play off). */
+  get waiting(): boolean {
+    return this.holding && this.queue.length > 0;
+  }
+
+  /** Plays the audio that auto-play off held back. */
+  playHeld(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.pump();
+  }
+
+  /** Mute is a gain of 0 on the one output: nothing reaches the speakers, while the playback clock (and what the server is told was heard) runs on. */
+  private gain(): number {
+    return this.prefs.muted ? 0 : this.prefs.volume;
+  }
+
   /** Silences playback now, keeping every unplayed sample (audio_paused). */
   pause(): void {
     if (this.paused) return;
@@ -156,8 +191,8 @@ export class Player {
       message.scheduled = [];
       const rests = [...message.sources.values()]
         .sort((a, b) => a.startAt - b.startAt)
-        .filter((f) => now < f.startAt + f.buffer.duration - f.offset)
-        .map((f) => ({ buffer: f.buffer, offset: f.offset + Math.max(0, now - f.startAt) }));
+        .filter((f) => now < f.startAt + (f.buffer.duration - f.offset) / f.rate)
+        .map((f) => ({ buffer: f.buffer, offset: f.offset + Math.max(0, now - f.startAt) * f.rate }));
       this.stopSources(message);
       message.held = [...rests, ...message.held];
     }
@@ -183,6 +218,7 @@ export class Player {
     if (opts.awaitAck) this.awaitingAck = true;
     const hadSound = this.queue.length > 0;
     this.paused = false; // what was paused is cut
+    this.holding = false;
     for (const message of this.queue.splice(0)) this.silence(message);
     this.disconnect();
     this.pendingFrameOf = undefined;
@@ -279,12 +315,15 @@ export class Player {
     const ctx = audioContext();
     if (!this.output) {
       this.output = ctx.createGain();
+      this.output.gain.value = this.gain();
       this.output.connect(ctx.destination);
     }
     const source = ctx.createBufferSource();
     source.buffer = buffer;
+    const rate = this.prefs.rate;
+    source.playbackRate.value = rate;
     source.connect(this.output);
-    const duration = buffer.duration - offset;
+    const duration = (buffer.duration - offset) / rate;
     // Back to back on the context clock; after an underrun (or from idle), a small lead.
     const startAt = Math.max(this.nextTime, ctx.currentTime + START_LEAD_S);
     const stats = debug.playback;
@@ -292,8 +331,8 @@ export class Player {
     if (within && this.nextTime > 0 && startAt > this.nextTime + 1e-6) stats.underruns++;
     source.start(startAt, offset);
     this.nextTime = startAt + duration;
-    message.scheduled.push([startAt, duration]);
-    message.sources.set(source, { buffer, offset, startAt });
+    message.scheduled.push([startAt, duration, rate]);
+    message.sources.set(source, { buffer, offset, startAt, rate });
     source.onended = () => {
       message.sources.delete(source);
       debug.playback.activeSources--;
@@ -327,7 +366,7 @@ export class Player {
    * go of messages that are complete and have finished playing.
    */
   private pump(): void {
-    for (const message of this.paused ? [] : this.queue) {
+    for (const message of this.paused || this.holding ? [] : this.queue) {
       for (const rest of message.held.splice(0)) this.play(message, rest.buffer, rest.offset, true);
       for (const samples of message.waiting.splice(0)) this.schedule(message, samples);
       if (!message.complete) break;
@@ -356,9 +395,9 @@ export class Player {
   }
 }
 
-/** Seconds played by `now` of pieces on the clock ([start, duration], context seconds). */
-function playedSince(scheduled: Array<[number, number]>, now: number): number {
-  return scheduled.reduce((sum, [start, duration]) => sum + Math.min(duration, Math.max(0, now - start)), 0);
+/** Seconds of audio played by `now` of pieces on the clock ([start, duration, rate], context seconds). */
+function playedSince(scheduled: Array<[number, number, number]>, now: number): number {
+  return scheduled.reduce((sum, [start, duration, rate]) => sum + Math.min(duration, Math.max(0, now - start)) * rate, 0);
 }
 
 /** PCM16 little-endian → float samples in [-1, 1). An odd trailing byte is ignored. */

@@ -3,6 +3,14 @@
 import type { CastSettings, INPUT_SAMPLE_RATE as ServerInputRate, ModelSettings, VoiceDefinition } from '../../src/protocol.ts';
 
 export type {
+  Capabilities,
+  EndpointDraft,
+  EndpointKind,
+  EndpointSettingsBody,
+  EndpointsView,
+  EndpointTestResult,
+  EndpointView,
+  LlmState,
   CastSettings,
   Character,
   CharacterCreate,
