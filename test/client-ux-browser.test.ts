@@ -331,7 +331,7 @@ for (const size of SIZES) {
       await page.emulateMedia({ colorScheme: 'light' });
       await checkAxe('main, light theme');
       await page.emulateMedia({ colorScheme: 'dark' });
-      for (const [nav, panel] of [['.nav-characters', '.characters-panel'], ['.nav-voices', '.voices-panel'], ['.nav-personas', '.personas-panel'], ['.nav-lorebooks', '.lorebooks-panel'], ['.nav-settings', '.settings-panel']] as const) {
+      for (const [nav, panel] of [['.nav-characters', '.characters-panel'], ['.nav-voices', '.voices-panel'], ['.nav-personas', '.personas-panel'], ['.nav-lorebooks', '.lorebooks-panel'], ['.nav-settings', '.settings-panel'], ['.nav-connection', '.connection-panel']] as const) {
         await openNav(nav);
         await page.locator(`dialog${panel}[open]`).waitFor();
         await checkAxe(panel);
@@ -343,6 +343,9 @@ for (const size of SIZES) {
         await page.locator(`${panel} .panel-close`).click();
         await page.locator(`dialog${panel}`).waitFor({ state: 'detached' });
       }
+      await page.locator('.listening-btn').click();
+      await page.locator('dialog.listening-panel[open]').waitFor();
+      await checkAxe('.listening-panel');
     });
 
     test('replies: markdown, *actions* as narration, raw HTML inert; search highlights and jumps; export as Markdown and JSON', async () => {
