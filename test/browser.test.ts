@@ -314,14 +314,14 @@ describe('chat', () => {
 describe('errors', () => {
   test("the server's errors are shown in plain words", async () => {
     const conn = await openApp();
-    // A failing LLM: the server's `error` (llm_error) becomes a toast saying what failed.
+    // A failing LLM: the server's `error` (llm_error) is said in plain words (web/src/errors.ts) in
+    // the reply's own bubble, not in a toast over the conversation.
     llm.chat.enqueue({ tokens: [], failure: { status: 500 } });
     await typeAndSend('Mira, are you there?');
     const error = await proxy.waitFor(() => conn.serverMessages('error')[0], 'an error from the server');
     assert.equal((error.data as { code?: string }).code, 'llm_error');
-    const toast = page.locator('.toast-error', { hasText: 'The language model failed' });
-    await toast.waitFor();
-    assert.equal(await toast.locator('.toast-text').textContent(), String((error.data as { message?: string }).message));
+    await page.locator('.msg-char.is-failed .msg-cut-reason', { hasText: 'The language model did not answer properly' }).waitFor();
+    assert.equal(await page.locator('.toast').count(), 0, 'no toast for what the bubble says');
 
     // A refused change (a voice name that exists): the server's reason, naming it, in the form.
     await page.locator('.nav-voices').click();

@@ -112,7 +112,7 @@ describe('the cast bar', () => {
     await page.locator('.composer-input').fill('Ada, are you there?');
     await page.locator('.composer-input').press('Enter');
     await page.locator('.msg-char[data-character-name="Cy Twombly"] .msg-text', { hasText: 'Cy speaking.' }).waitFor();
-    await page.locator('.toast', { hasText: "Ada Lovelace is not in this conversation's cast" }).waitFor();
+    await page.locator('.msg-note', { hasText: "Ada Lovelace is not in this conversation's cast" }).waitFor();
 
     // Force-talk: the muted Bob speaks when asked to.
     llm.chat.enqueue({ tokens: tokenize('Bob, on request.') });

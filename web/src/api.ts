@@ -35,7 +35,7 @@ async function call<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path
   const value: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {
     const reason = typeof value === 'object' && value !== null && typeof (value as { error?: unknown }).error === 'string' ? (value as { error: string }).error : response.statusText;
-    throw new ApiError(reason || `HTTP ${response.status}`, response.status);
+    throw new ApiError(reason || 'The server could not do that.', response.status);
   }
   return value as T;
 }

@@ -15,6 +15,8 @@ import { pictureField } from './picture-field.ts';
 import type { Store } from './store.ts';
 import { styleFields } from './style-fields.ts';
 import type { Character, CharacterCreate, NarrationMode } from './types.ts';
+import { setFieldError } from './field-error.ts';
+import { keepFocus } from './focus.ts';
 import { confirmDialog, describeError, field, openPanel, toast } from './ui.ts';
 
 export function openCharacters(store: Store): void {
@@ -27,7 +29,8 @@ export function openCharacters(store: Store): void {
   const search = h('input', { type: 'search', class: 'input', placeholder: 'Search…', name: 'search', attrs: { 'aria-label': 'Search characters' } });
   const editor = h('div', { class: 'record-editor' });
 
-  const renderList = () => {
+  const renderList = () => keepFocus(list, drawList);
+  const drawList = () => {
     const shown = results ?? store.characters;
     replace(
       list,
@@ -52,7 +55,9 @@ export function openCharacters(store: Store): void {
             tabIndex: 0,
             onclick: () => edit(c),
             onkeydown: (ev: KeyboardEvent) => {
-              if (ev.key === 'Enter') edit(c);
+              if (ev.target !== ev.currentTarget || (ev.key !== 'Enter' && ev.key !== ' ')) return;
+              ev.preventDefault();
+              edit(c);
             },
           },
           avatar(c.name, c.image_url, 'sm'),
@@ -145,9 +150,9 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
   const version = h('input', { type: 'text', class: 'input', name: 'character_version', maxLength: 1000, value: character?.character_version ?? '' });
   const voice = h('select', { class: 'input', name: 'voice' }, h('option', { value: '' }, 'Default voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   voice.value = character?.voice ?? '';
-  const narration = h('select', { class: 'input', name: 'narration' }, h('option', { value: '' }, 'Server default (NARRATION)'), [...NARRATION_LABELS].map(([mode, label]) => h('option', { value: mode }, label)));
+  const narration = h('select', { class: 'input', name: 'narration' }, h('option', { value: '' }, 'As the server is set up'), [...NARRATION_LABELS].map(([mode, label]) => h('option', { value: mode }, label)));
   narration.value = character?.narration ?? '';
-  const narratorVoice = h('select', { class: 'input', name: 'narrator_voice' }, h('option', { value: '' }, 'Server default (NARRATOR_VOICE)'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
+  const narratorVoice = h('select', { class: 'input', name: 'narrator_voice' }, h('option', { value: '' }, 'The server’s narrator voice'), store.voices.map((v) => h('option', { value: v.voice }, v.voice)));
   narratorVoice.value = character?.narrator_voice ?? '';
   // The narrator's voice matters only when narration is spoken apart (or may be: the server default).
   const narratorField = field('Narrator voice', narratorVoice, 'Reads *actions* and narration when they are spoken apart.');
@@ -189,10 +194,10 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     bookSection,
     h('label', { class: 'check' }, active, h('span', null, 'Active — answers in conversations')),
     character ? exportControls(character) : null,
-    formError,
     h(
       'div',
       { class: 'form-actions' },
+      formError,
       save,
       character
         ? h('button', { type: 'button', class: 'btn btn-danger delete', onclick: () => void remove() }, icon('trash'), 'Delete')
@@ -216,8 +221,8 @@ function characterForm(character: Character | null, store: Store, saved: (c: Cha
     ev.preventDefault();
     formError.textContent = '';
     const trimmed = name.value.trim();
+    setFieldError([name], trimmed === '' ? 'A character needs a name.' : null);
     if (trimmed === '') {
-      formError.textContent = 'A character needs a name.';
       name.focus();
       return;
     }

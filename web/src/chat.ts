@@ -7,12 +7,20 @@
 // regenerated one its versions (‹ 2/3 ›). A cut reply shows what was not heard greyed out
 // (message_truncated); a failed one has a retry button.
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
+import { REPLY_CUT_WORDS, type ReplyCut } from './errors.ts';
+import { renderReply, whenMarkdownReady } from './markdown.ts';
+import { pictureOf } from './picture-memory.ts';
 import type { Store } from './store.ts';
 import type { Character, ClientMessage, Message, ServerMessageOf } from './types.ts';
 
 interface Entry {
   el: HTMLElement;
+  /** The message's text as written (the source of truth; `box` shows it, a reply as markdown). */
   text: Text;
+  /** The element showing the text. */
+  box: HTMLElement;
+  /** Why the reply will end early, learned before its stop (an error naming the cause). */
+  reason?: string;
   status: HTMLElement;
   streaming: boolean;
   role: 'user' | 'assistant';
@@ -33,6 +41,13 @@ function userAvatar(name: string, picture: string | null): HTMLElement {
   el.classList.add('msg-user-avatar');
   el.setAttribute('data-picture', picture ?? '');
   el.setAttribute('data-name', name);
+  return el;
+}
+
+/** A character's picture on a reply, marked with what it shows. */
+function charAvatar(name: string, picture: string | null): HTMLElement {
+  const el = avatar(name, picture);
+  el.setAttribute('data-picture', picture ?? '');
   return el;
 }
 
@@ -63,8 +78,18 @@ export class ChatView {
     store.subscribe(() => {
       this.renderEmpty();
       this.renderUserPictures();
+      this.renderCharacterPictures();
     });
     this.renderEmpty();
+    // Replies drawn as plain text before the markdown renderer arrived are drawn again with it.
+    whenMarkdownReady(() => this.redrawReplies());
+  }
+
+  private redrawReplies(): void {
+    for (const entry of this.entries.values()) {
+      if (entry.role !== 'assistant' || entry.el.classList.contains('is-truncated')) continue;
+      this.render(entry);
+    }
   }
 
   /** How many replies are still streaming. */
@@ -115,8 +140,8 @@ export class ChatView {
     if (m.role !== 'assistant') return this.noteEntry(m.content);
     const entry = this.characterEntry({ message_id: m.message_id, character_id: m.character_id ?? '', character_name: m.name ?? 'Character' }, m.content);
     this.setVersions(entry, m.alternatives ?? [], m.alternative_index ?? 0);
-    if (m.status === 'failed') this.setFailed(entry);
-    else if (m.interrupted) this.setInterrupted(entry);
+    if (m.status === 'failed') this.setCut(entry, 'failed');
+    else if (m.interrupted) this.setCut(entry, 'stopped');
     this.entries.set(m.message_id, entry);
     return entry.el;
   }
@@ -157,26 +182,34 @@ export class ChatView {
     else el.append(next);
   }
 
+  /** Each reply's picture, once the characters are known (history can be drawn before they load). */
+  private renderCharacterPictures(): void {
+    for (const el of this.list.querySelectorAll<HTMLElement>('.msg-char')) {
+      const id = el.dataset.characterId ?? '';
+      const picture = pictureOf(this.store.character(id), id, el.dataset.characterName ?? '');
+      const current = el.querySelector(':scope > .avatar');
+      if (!current || current.getAttribute('data-picture') === (picture ?? '')) continue;
+      current.replaceWith(charAvatar(el.dataset.characterName ?? '', picture));
+    }
+  }
+
   /** An interrupted reply keeps only what was heard: the rest is shown greyed out, as not said. */
   truncated(messageId: string, kept: string): void {
     const entry = this.entries.get(messageId);
     if (!entry) return;
     const shown = entry.text.data;
     const unheard = shown.startsWith(kept) ? shown.slice(kept.length) : '';
-    entry.text.data = kept;
-    const textBox = entry.text.parentElement;
-    textBox?.querySelector('.msg-unheard')?.remove();
-    if (unheard !== '' && textBox) textBox.appendChild(h('span', { class: 'msg-unheard', title: 'Not heard: not kept in the conversation' }, unheard));
+    this.setText(entry, kept);
+    if (unheard !== '') entry.box.appendChild(h('span', { class: 'msg-unheard', title: 'Not heard: not kept in the conversation' }, unheard));
     entry.el.classList.add('is-truncated');
-    this.setInterrupted(entry);
+    this.setCut(entry, 'stopped');
   }
 
   /** A message changed (edit, swipe, regenerate, continue): the stored state is shown. */
   updated(data: ServerMessageOf<'message_updated'>['data']): void {
     const entry = this.entries.get(data.message_id);
     if (!entry) return;
-    entry.text.data = data.content;
-    entry.text.parentElement?.querySelector('.msg-unheard')?.remove();
+    this.setText(entry, data.content);
     entry.el.classList.remove('is-truncated');
     this.setVersions(entry, data.alternatives, data.alternative_index);
   }
@@ -219,8 +252,9 @@ export class ChatView {
       entry = this.entries.get(ids.message_id);
     }
     if (!entry || !entry.streaming || text === '') return;
-    const grow = entry.text;
-    this.keepAtBottom(() => grow.appendData(text));
+    // The text grows at once; the bubble is re-rendered at most once per frame (renderSoon).
+    entry.text.appendData(text);
+    this.renderSoon(entry);
   }
 
   /** `end`: how the reply ended — whole, cut off by the user, or cut short by a failure. */
@@ -231,9 +265,10 @@ export class ChatView {
     entry.el.classList.remove('is-replying');
     this.restreaming.delete(ids.message_id);
     // The stop carries the whole reply: it is authoritative over the chunks.
-    if (fullText !== '' || end !== 'complete') entry.text.data = fullText;
-    if (end === 'interrupted') this.setInterrupted(entry);
-    else if (end === 'failed') this.setFailed(entry);
+    if (fullText !== '' || end !== 'complete') this.setText(entry, fullText);
+    else this.render(entry);
+    if (end === 'interrupted') this.setCut(entry, 'stopped');
+    else if (end === 'failed') this.setCut(entry, 'failed');
     else if (!entry.el.classList.contains('is-speaking') && !entry.el.classList.contains('is-interrupted')) entry.status.replaceChildren();
     this.keepAtBottom(() => undefined);
   }
@@ -244,14 +279,32 @@ export class ChatView {
       if (!entry.streaming) continue;
       entry.streaming = false;
       entry.el.classList.remove('is-replying');
-      this.setInterrupted(entry);
+      this.render(entry);
+      this.setCut(entry, 'connection');
     }
+  }
+
+  /**
+   * An error that belongs to a reply (the model failed, speech failed): its bubble says it, in
+   * plain words, instead of a toast over the conversation. False when no reply is there to mark.
+   */
+  markReplyError(kind: 'failed' | 'speech', reason: string): boolean {
+    const entries = [...this.entries.values()].filter((e) => e.role === 'assistant');
+    const streaming = entries.filter((e) => e.streaming);
+    if (kind === 'failed') {
+      for (const entry of streaming) entry.reason = reason;
+      return streaming.length > 0;
+    }
+    const target = streaming.at(-1) ?? entries.find((e) => e.el.classList.contains('is-speaking')) ?? entries.at(-1);
+    if (!target) return false;
+    if (!target.el.classList.contains('is-interrupted')) this.setCut(target, 'speech', reason);
+    return true;
   }
 
   /** The reply's audio was stopped before the end: it was not all heard. */
   audioCut(messageId: string): void {
     const entry = this.entries.get(messageId);
-    if (entry) this.setInterrupted(entry);
+    if (entry) this.setCut(entry, 'stopped');
   }
 
   speaking(messageId: string, on: boolean): void {
@@ -269,15 +322,17 @@ export class ChatView {
     const character: Character | undefined = this.store.character(ids.character_id);
     const name = ids.character_name || character?.name || 'Character';
     const textNode = document.createTextNode(text);
+    const box = h('div', { class: 'msg-text msg-markdown' });
     const status = h('span', { class: 'msg-status' });
     const counter = h('span', { class: 'msg-versions', hidden: true });
     const el = h(
       'article',
       { class: 'msg msg-char', data: { messageId: ids.message_id, characterId: ids.character_id, characterName: name }, tabIndex: 0 },
-      avatar(name, character?.image_url),
-      h('div', { class: 'msg-body' }, h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name' }, name), status), h('div', { class: 'msg-text' }, textNode)),
+      charAvatar(name, pictureOf(character, ids.character_id, name)),
+      h('div', { class: 'msg-body' }, h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name' }, name), status), box),
     );
-    const entry: Entry = { el, text: textNode, status, streaming: false, role: 'assistant', id: ids.message_id, alternatives: [], index: 0, counter };
+    const entry: Entry = { el, text: textNode, box, status, streaming: false, role: 'assistant', id: ids.message_id, alternatives: [], index: 0, counter };
+    this.render(entry);
     this.addActions(entry);
     return entry;
   }
@@ -285,6 +340,7 @@ export class ChatView {
   private userEntry(text: string, name: string, spoken: boolean): Entry {
     this.localCount++;
     const textNode = document.createTextNode(text);
+    const box = h('div', { class: 'msg-text' }, textNode);
     const el = h(
       'article',
       { class: 'msg msg-user', data: { local: String(this.localCount), userName: name }, tabIndex: 0 },
@@ -292,11 +348,11 @@ export class ChatView {
         'div',
         { class: 'msg-body' },
         h('div', { class: 'msg-meta' }, spoken ? h('span', { class: 'msg-via', title: 'Spoken' }, icon('mic')) : null, h('span', { class: 'msg-name' }, name)),
-        h('div', { class: 'msg-text' }, textNode),
+        box,
       ),
       userAvatar(name, this.store.personaNamed(name)?.image_url ?? null),
     );
-    const entry: Entry = { el, text: textNode, status: h('span'), streaming: false, role: 'user', id: undefined, alternatives: [], index: 0, counter: h('span', { hidden: true }) };
+    const entry: Entry = { el, text: textNode, box, status: h('span'), streaming: false, role: 'user', id: undefined, alternatives: [], index: 0, counter: h('span', { hidden: true }) };
     this.addActions(entry);
     return entry;
   }
@@ -363,8 +419,8 @@ export class ChatView {
 
   /** Edit in place: the text becomes a box; Enter saves (Shift+Enter: new line), Escape cancels. */
   edit(entry: Entry): void {
-    const box = entry.text.parentElement;
-    if (!entry.id || !box || entry.el.classList.contains('is-editing')) return;
+    const box = entry.box;
+    if (!entry.id || entry.el.classList.contains('is-editing')) return;
     const id = entry.id;
     const input = h('textarea', { class: 'msg-edit', value: entry.text.data, attrs: { 'aria-label': 'Edit message' } });
     const done = (save: boolean) => {
@@ -409,9 +465,10 @@ export class ChatView {
   /** A message streams again under its id: a regenerate starts from nothing, a continue appends. */
   private restream(entry: Entry, how: 'regenerate' | 'continue' | undefined): void {
     entry.streaming = true;
-    entry.el.classList.remove('is-interrupted', 'is-failed', 'is-truncated');
-    entry.text.parentElement?.querySelector('.msg-unheard')?.remove();
-    if (how !== 'continue') entry.text.data = '';
+    entry.el.classList.remove('is-interrupted', 'is-failed', 'is-truncated', 'is-cut');
+    entry.reason = undefined;
+    entry.el.querySelector('.msg-cut')?.remove();
+    this.setText(entry, how === 'continue' ? entry.text.data : '');
     entry.el.classList.add('is-replying');
     entry.status.replaceChildren(h('span', { class: 'dots', attrs: { 'aria-hidden': 'true' } }, h('i'), h('i'), h('i')), 'replying');
   }
@@ -430,20 +487,51 @@ export class ChatView {
     return h('div', { class: 'msg-note', attrs: { role: 'note' } }, text);
   }
 
-  private setInterrupted(entry: Entry): void {
-    entry.el.classList.add('is-interrupted');
+  /**
+   * The reply ended early: its status says how (badge), the bubble says why in plain words, and
+   * a Retry button (shown on the last message, where regenerate applies) asks for it again.
+   */
+  private setCut(entry: Entry, cut: ReplyCut, reason?: string): void {
+    const words = REPLY_CUT_WORDS.get(cut);
+    if (!words) return;
+    entry.el.classList.add('is-interrupted', 'is-cut');
+    entry.el.classList.toggle('is-failed', cut === 'failed');
     entry.el.classList.remove('is-speaking');
-    entry.status.replaceChildren(h('span', { class: 'badge badge-warn' }, 'interrupted'));
+    entry.el.dataset.cut = cut;
+    const danger = cut === 'failed';
+    entry.status.replaceChildren(h('span', { class: `badge ${danger ? 'badge-danger' : 'badge-warn'}` }, words.badge));
+    entry.el.querySelector('.msg-cut')?.remove();
+    const retry = h('button', { type: 'button', class: 'btn btn-small msg-retry', title: 'Ask for this reply again', onclick: () => this.regenerate(entry) }, icon('redo'), 'Retry');
+    entry.box.after(h('div', { class: 'msg-cut', attrs: { role: danger ? 'alert' : 'note' } }, h('span', { class: 'msg-cut-reason' }, reason ?? entry.reason ?? words.reason), retry));
   }
 
-  /** The LLM failed mid-reply: what is shown is all there is, and it is not the whole answer. */
-  private setFailed(entry: Entry): void {
-    entry.el.classList.add('is-interrupted', 'is-failed');
-    entry.el.classList.remove('is-speaking');
-    entry.status.replaceChildren(
-      h('span', { class: 'badge badge-danger', attrs: { title: 'The reply was cut short by an error' } }, 'failed'),
-      h('button', { type: 'button', class: 'btn btn-small msg-retry', title: 'Try this reply again', onclick: () => this.regenerate(entry) }, icon('redo'), 'Retry'),
-    );
+  /** The text changes: the bubble shows it again (a reply as markdown). */
+  private setText(entry: Entry, text: string): void {
+    entry.text.data = text;
+    this.render(entry);
+  }
+
+  private readonly dirty = new Set<Entry>();
+  private frame: number | undefined;
+
+  /** Streaming: one render per animation frame, however many chunks came in it. */
+  private renderSoon(entry: Entry): void {
+    this.dirty.add(entry);
+    this.frame ??= window.requestAnimationFrame(() => {
+      this.frame = undefined;
+      const entries = [...this.dirty];
+      this.dirty.clear();
+      this.keepAtBottom(() => entries.forEach((e) => this.render(e)));
+    });
+  }
+
+  private render(entry: Entry): void {
+    this.dirty.delete(entry);
+    if (entry.role === 'user') {
+      entry.box.replaceChildren(entry.text);
+      return;
+    }
+    entry.box.replaceChildren(renderReply(entry.text.data));
   }
 
   private renderEmpty(): void {

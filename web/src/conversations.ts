@@ -89,7 +89,7 @@ export class ConversationList {
     this.renaming = c.conversation_id;
     const input = h('input', { type: 'text', class: 'input conv-title-input', value: c.title, maxLength: 200, attrs: { 'aria-label': 'Conversation title' } });
     let done = false;
-    const finish = async (save: boolean) => {
+    const finish = async (save: boolean, refocus = false) => {
       if (done) return;
       done = true;
       const title = input.value.trim();
@@ -102,10 +102,15 @@ export class ConversationList {
       }
       this.renaming = null;
       await this.refresh();
+      // A rename ended from the keyboard gives focus back to its pencil, not to the page.
+      if (refocus) this.list.querySelector<HTMLElement>(`[data-id="${CSS.escape(c.conversation_id)}"] .conv-rename`)?.focus();
     };
     input.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter') void finish(true);
-      else if (ev.key === 'Escape') void finish(false);
+      if (ev.key === 'Enter') void finish(true, true);
+      else if (ev.key === 'Escape') {
+        ev.preventDefault(); // Esc ends the rename, it does not stop the reply too
+        void finish(false, true);
+      }
     });
     input.addEventListener('blur', () => void finish(true));
     replace(li, input);

@@ -3,6 +3,8 @@
 // so a name like `<img src=x onerror=alert(1)>` is shown as those characters. Picture URLs
 // pass through safeImageUrl: only http(s) and data:image/ are ever put in an src.
 
+import { avatarHue } from './avatar-colors.ts';
+
 type Child = Node | string | number | false | null | undefined | Child[];
 type Forbidden = 'innerHTML' | 'outerHTML' | 'style' | 'dataset' | 'className' | 'classList' | 'children';
 export type Props<K extends keyof HTMLElementTagNameMap> = Partial<Omit<HTMLElementTagNameMap[K], Forbidden>> & {
@@ -68,23 +70,14 @@ export function avatar(name: string, imageUrl: string | null | undefined, size: 
     img.onerror = () => replace(box, initial(name));
     box.appendChild(img);
   } else box.appendChild(document.createTextNode(initial(name)));
-  box.style.setProperty('--avatar-hue', String(hue(name)));
+  box.dataset.avatarName = name;
+  box.style.setProperty('--avatar-hue', String(avatarHue(name)));
   return box;
 }
 
 function initial(name: string): string {
   const first = [...name.trim()].find((c) => /\p{L}|\p{N}/u.test(c));
   return (first ?? '?').toUpperCase();
-}
-
-/** A stable hue per name (FNV-1a, spread by the golden angle so similar names differ). */
-function hue(name: string): number {
-  let h = 0x811c9dc5;
-  for (const c of name) {
-    h ^= c.codePointAt(0) ?? 0;
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return Math.round((h % 1000) * 137.508) % 360;
 }
 
 // -- icons (static path data, never user input) -------------------------------------------------

@@ -4,6 +4,7 @@
 // page never stores the token. Everything that hits a 401 at the same time waits on one dialog.
 import { h } from './dom.ts';
 import { field } from './ui.ts';
+import { raiseToasts } from './toast.ts';
 
 let pending: Promise<void> | undefined;
 
@@ -49,6 +50,7 @@ function askForToken(): Promise<void> {
         submit.disabled = false;
         if (problem === undefined) {
           dialog.close();
+          raiseToasts(dialog);
           dialog.remove();
           resolve();
           return;
@@ -59,6 +61,7 @@ function askForToken(): Promise<void> {
     });
     document.body.appendChild(dialog);
     dialog.showModal();
+    raiseToasts(); // a toast stays above (and usable over) the dialog
     input.focus();
   });
 }

@@ -5,6 +5,7 @@
 // re-requested after every reconnect), and what counts as "busy" (a reply streaming or audio
 // playing), which decides whether a new message interrupts first.
 import './style.css';
+import './ux.css';
 import { audioContext, unlockAudioOnGesture } from './audio.ts';
 import { CastBar } from './cast-bar.ts';
 import { ChatView } from './chat.ts';
@@ -12,6 +13,13 @@ import { openCharacters } from './characters.ts';
 import { Connection, type ConnectionState, defaultConnectionOptions, socketUrl } from './connection.ts';
 import { ConversationList } from './conversations.ts';
 import { debug, remember } from './debug.ts';
+import { Drawer } from './drawer.ts';
+import { exportMenu } from './export.ts';
+import { ConversationSearch } from './search.ts';
+import { assignAvatarHues } from './avatar-colors.ts';
+import { rememberPictures } from './picture-memory.ts';
+import { latency } from './latency.ts';
+import { installShortcuts, skipLink } from './shortcuts.ts';
 import { avatar, h, icon, iconButton, replace } from './dom.ts';
 import { ensureSession } from './login.ts';
 import { Microphone } from './mic.ts';
@@ -19,6 +27,7 @@ import { Player } from './player.ts';
 import { lastConversation, rememberConversation, Settings } from './settings.ts';
 import { Store } from './store.ts';
 import type { CastSettings, ClientMessage, ErrorCode, ServerMessage, ServerMessageOf, SttState } from './types.ts';
+import { errorWords } from './errors.ts';
 import { describeError, toast } from './ui.ts';
 import { openVoices } from './voices.ts';
 import { openLorebooks } from './lorebooks.ts';
@@ -27,18 +36,12 @@ import { llmWorks, openConnectionPanel, SetupNotice } from './connection-panel.t
 import { ListeningControls } from './listening.ts';
 import type { Capabilities } from './types.ts';
 
-const ERROR_TITLES: Partial<Record<ErrorCode, string>> = {
-  llm_not_configured: 'No language model is set up',
-  llm_error: 'The language model failed',
-  tts_error: 'Speech could not be synthesized',
-  stt_error: 'Speech input failed',
-  stt_not_configured: 'Speech input is not available',
-  storage_error: 'Saving is delayed',
-  not_found: 'Not found',
-  invalid_payload: 'The server refused a request',
-  message_too_large: 'Message too large',
-  internal: 'Server error',
-};
+/** Errors that belong to a reply: its bubble says them (chat.markReplyError), not a toast. */
+const REPLY_ERRORS: ReadonlyMap<ErrorCode, 'failed' | 'speech'> = new Map([
+  ['llm_error', 'failed'],
+  ['llm_not_configured', 'failed'],
+  ['tts_error', 'speech'],
+] as const);
 
 const STT_LABELS: Record<SttState, string> = { inactive: 'Mic idle', listening: 'Listening', recording: 'Hearing you', transcribing: 'Transcribing' };
 
@@ -67,6 +70,13 @@ class App {
   private readonly speakingNames = new Map<string, string>();
   private readonly audioNames = new Map<string, string>();
   private countdownTimer: number | undefined;
+  /** Find in the open conversation (search.ts) and its export (export.ts). */
+  private readonly search = new ConversationSearch(() => this.chat.el);
+  private readonly exportSource = {
+    storedConversation: () => (this.conversationStored ? this.conversationId : null),
+    title: () => this.title.textContent ?? 'Conversation',
+    userName: () => this.userName,
+  };
   /** What the server can do (the session greeting, then the connection panel's answers). */
   private caps: Capabilities | undefined;
   private lastState: ConnectionState | undefined;
@@ -85,7 +95,7 @@ class App {
   private readonly title = h('h1', { class: 'conv-heading' }, 'New conversation');
   /** The open conversation's cast and rules for who speaks (web/src/cast-bar.ts). */
   private readonly cast = new CastBar(this.store, { conversationId: () => this.conversationId, send: (m) => this.send(m) });
-  private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, attrs: { 'aria-label': 'Message' } });
+  private readonly input = h('textarea', { class: 'composer-input', rows: 1, placeholder: 'Message the cast…', maxLength: 20_000, id: 'message-box', attrs: { 'aria-label': 'Message', 'aria-keyshortcuts': '/' } });
   private readonly micButton = h('button', { type: 'button', class: 'icon-btn mic-btn', title: 'Turn the microphone on', attrs: { 'aria-label': 'Microphone', 'aria-pressed': 'false' } }, icon('mic'));
   private readonly stopButton = h('button', { type: 'button', class: 'icon-btn stop-btn', title: 'Stop (Esc)', attrs: { 'aria-label': 'Stop' } }, icon('stop'));
   private readonly sendButton = h('button', { type: 'submit', class: 'icon-btn send-btn', title: 'Send (Enter)', attrs: { 'aria-label': 'Send' } }, icon('send'));
@@ -103,7 +113,10 @@ class App {
     // A page that will resume a conversation asks for no greeting of the session's new one (it is not shown).
     this.conn = new Connection(() => socketUrl(window.location) + (this.resumeTarget ? '?greetings=off' : ''), {
       message: (m) => this.onMessage(m),
-      binary: (data) => this.player.frame(data),
+      binary: (data) => {
+        latency.audio();
+        this.player.frame(data);
+      },
       state: (s) => this.onState(s),
       closed: () => this.onClosed(),
     }, options);
@@ -150,6 +163,11 @@ class App {
       this.renderActivity();
     };
     root.replaceChildren(this.layout());
+    // Distinct avatar colours for every known name; pictures remembered for deleted characters.
+    this.store.subscribe(() => {
+      rememberPictures(this.store.characters);
+      assignAvatarHues([...this.store.characters.map((c) => c.name), ...this.store.personas.map((p) => p.name), this.userName]);
+    });
   }
 
   async start(): Promise<void> {
@@ -162,6 +180,7 @@ class App {
     void this.conversations.refresh();
     this.renderActivity();
     this.renderMic();
+    if (!document.querySelector('dialog[open]')) this.input.focus(); // ready to type
   }
 
   // -- layout ---------------------------------------------------------------------------------
@@ -176,8 +195,10 @@ class App {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
         this.sendText();
-      } else if (ev.key === 'Escape') this.interrupt();
+      }
     });
+    // Esc (anywhere) and `/` (to this box): shortcuts.ts.
+    installShortcuts({ stop: () => this.busy && this.interrupt(), focusMessageBox: () => this.input.focus() });
     this.input.addEventListener('input', () => this.autosize());
     this.micButton.onclick = () => void this.toggleMic();
     this.stopButton.onclick = () => this.interrupt();
@@ -199,23 +220,24 @@ class App {
         h('button', { type: 'button', class: 'nav-btn nav-connection', onclick: () => this.openConnection() }, icon('plug'), 'Connection'),
       ),
     );
-    const menu = iconButton('menu', 'Conversations', () => document.body.classList.toggle('sidebar-open'), 'menu-btn');
-    sidebar.addEventListener('click', (ev) => {
-      if ((ev.target as Element).closest('.conv-open')) document.body.classList.remove('sidebar-open');
-    });
+    const menu = iconButton('menu', 'Conversations and panels', () => undefined, 'menu-btn');
+    const drawer = new Drawer(sidebar, menu);
     return h(
       'div',
       { class: 'app' },
+      skipLink(this.input),
       sidebar,
+      drawer.el,
       h(
         'main',
         { class: 'main' },
-        h('header', { class: 'topbar' }, menu, this.title, this.listening.button, this.cast.button),
+        h('header', { class: 'topbar' }, menu, this.title, h('div', { class: 'conv-tools' }, this.search.button, exportMenu(this.exportSource)), this.listening.button, this.cast.button),
+        this.search.bar,
         this.cast.panel,
         this.banner,
         this.setup.el,
         this.chat.el,
-        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity, this.playButton), form),
+        h('div', { class: 'composer-area' }, this.micNotice, this.transcript, h('div', { class: 'status-line' }, this.sttChip, this.micLevel, this.activity, this.playButton, latency.el), form),
       ),
     );
   }
@@ -239,7 +261,9 @@ class App {
         this.markStored();
         return this.renderActivity();
       case 'text_chunk':
-        if (!m.data.is_final) this.chat.streamChunk(m.data, m.data.text);
+        if (m.data.is_final) return;
+        if (m.data.text !== '') latency.text();
+        this.chat.streamChunk(m.data, m.data.text);
         return;
       case 'text_stream_stop':
         this.chat.streamStop(m.data, m.data.text, m.data.failed ? 'failed' : m.data.interrupted ? 'interrupted' : 'complete');
@@ -301,7 +325,8 @@ class App {
         this.takeSettings(m.data);
         return this.markStored(); // an update stores a new conversation
       case 'not_in_cast':
-        toast(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`, 'info', 'Not in the cast');
+        // About the message just sent: said under it, in the conversation, not over it.
+        this.chat.addNote(`${m.data.names.join(', ')} ${m.data.names.length === 1 ? 'is' : 'are'} not in this conversation's cast: add them in the cast bar to hear from them.`);
         return;
       case 'stt_update':
         return this.showTranscript(undefined, m.text);
@@ -318,7 +343,7 @@ class App {
         this.sttState = m.data.state;
         return this.renderMic();
       case 'db_error':
-        toast(m.error, 'error', 'The server refused a change');
+        toast('The change could not be saved. Try again.', 'error', 'Not saved');
         return;
       case 'error':
         return this.onError(m);
@@ -381,7 +406,10 @@ class App {
       replace(this.micNotice, h('span', { class: 'notice-text' }, h('strong', null, 'Microphone off. '), 'Talking by voice is not available here yet: type your message instead.'), iconButton('close', 'Dismiss', () => (this.micNotice.hidden = true), 'notice-close'));
       return;
     }
-    toast(message, 'error', ERROR_TITLES[code] ?? 'Error');
+    const words = errorWords(code, message);
+    const replyError = REPLY_ERRORS.get(code);
+    if (replyError && this.chat.markReplyError(replyError, words.text)) return;
+    toast(words.text, 'error', words.title);
   }
 
   private onState(state: ConnectionState): void {
@@ -450,6 +478,7 @@ class App {
     audioContext(); // a user gesture: the one AudioContext is created (or resumed) now
     if (this.busy) this.interrupt(); // talking over a character stops it first
     this.send({ type: 'user_message', data: { text } });
+    latency.sent();
     this.chat.addUser(text, this.userName, false);
     this.input.value = '';
     this.autosize();
@@ -614,9 +643,12 @@ class App {
   private renderActivity(): void {
     const replying = this.chat.replyingNames;
     const speaking = [...this.speakingNames.values()].filter(Boolean);
-    let text = '';
-    if (replying.length > 0) text = `${replying.join(', ')} ${replying.length > 1 ? 'are' : 'is'} replying…`;
-    else if (speaking.length > 0) text = `${speaking.join(', ')} ${speaking.length > 1 ? 'are' : 'is'} speaking`;
+    // Both at once when both are true (one character's text still streaming while another's, or its own, voice plays).
+    const parts = [
+      replying.length > 0 ? `${replying.join(', ')} ${replying.length > 1 ? 'are' : 'is'} replying…` : '',
+      speaking.length > 0 ? `${speaking.join(', ')} ${speaking.length > 1 ? 'are' : 'is'} speaking` : '',
+    ].filter(Boolean);
+    const text = parts.join(' · ');
     this.activity.textContent = text;
     const busy = this.busy;
     this.stopButton.classList.toggle('is-active', busy);

@@ -27,7 +27,7 @@ export function pictureField(initial: string | null, nameOf: () => string, prefi
   const note = h('span', { class: 'field-hint picture-note' });
   const error = h('span', { class: 'field-error picture-error', attrs: { role: 'alert' } });
   const url = h('input', { type: 'url', class: 'input', name: `${prefix}image_url`, placeholder: 'https://… picture link', attrs: { inputmode: 'url', 'aria-label': 'Picture link' } });
-  const file = h('input', { type: 'file', accept: 'image/*', name: `${prefix}image_file`, class: 'visually-hidden' });
+  const file = h('input', { type: 'file', accept: 'image/*', name: `${prefix}image_file`, class: 'visually-hidden', attrs: { 'aria-label': 'Upload a picture' } });
   const show = () => {
     replace(preview, avatar(nameOf() || '?', image, 'lg'));
     const inline = image?.startsWith('data:') ?? false;

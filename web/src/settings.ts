@@ -3,6 +3,8 @@
 // remembered in localStorage and sent again on every connect, so a reconnect or a new visit
 // talks with the same settings. Only changed values are stored: the rest follow the server.
 import { h } from './dom.ts';
+import { setFieldError } from './field-error.ts';
+import { latency } from './latency.ts';
 import { field, openPanel, type Panel, toast } from './ui.ts';
 import type { ClientMessage, ModelSettings } from './types.ts';
 
@@ -25,6 +27,17 @@ export const SAMPLING: Record<NumericKey, { label: string; min: number; max: num
   presence_penalty: { label: 'Presence penalty', min: -2, max: 2, step: 0.05, hint: 'Encourages new topics.' },
   repetition_penalty: { label: 'Repetition penalty', min: 0, max: 2, step: 0.05, hint: '1 = off; above 1 discourages repetition.' },
 };
+
+/** A sampling value as typed: the value to use (clamped into range) and what to tell the user. */
+export function checkSetting(key: NumericKey, raw: string): { value?: number; error?: string } {
+  const spec = SAMPLING[key];
+  const typed = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(typed)) return { error: `${spec.label} must be a number from ${spec.min} to ${spec.max}.` };
+  const whole = key === 'top_k' ? Math.round(typed) : typed;
+  const value = Math.min(spec.max, Math.max(spec.min, whole));
+  if (value !== typed) return { value, error: `${spec.label} goes from ${spec.min} to ${spec.max}${key === 'top_k' ? ' in whole numbers' : ''}: set to ${value}.` };
+  return { value };
+}
 
 const KEY = 'chorus.settings';
 const CONVERSATION_KEY = 'chorus.conversation';
@@ -94,16 +107,17 @@ export class Settings {
 
     const sliders = (Object.keys(SAMPLING) as NumericKey[]).map((key) => {
       const spec = SAMPLING[key];
-      const range = h('input', { type: 'range', min: String(spec.min), max: String(spec.max), step: String(spec.step), name: key, class: 'range' });
-      const number = h('input', { type: 'number', min: String(spec.min), max: String(spec.max), step: String(spec.step), class: 'input input-num', attrs: { 'aria-label': spec.label } });
+      const range = h('input', { type: 'range', min: String(spec.min), max: String(spec.max), step: String(spec.step), name: key, class: 'range', attrs: { 'aria-label': `${spec.label} slider` } });
+      const number = h('input', { type: 'number', min: String(spec.min), max: String(spec.max), step: String(spec.step), class: 'input input-num', name: `${key}_value`, attrs: { 'aria-label': spec.label } });
+      // One value, one validation for both controls: a number out of range is clamped into it
+      // (both then show the clamped value, with a note next to the field); what is not a number
+      // is refused and both go back to the value in use.
       const commit = (raw: string) => {
-        const value = Number(raw);
-        if (raw === '' || !Number.isFinite(value) || value < spec.min || value > spec.max || (key === 'top_k' && !Number.isInteger(value))) {
-          toast(`${spec.label} must be ${key === 'top_k' ? 'a whole number ' : ''}between ${spec.min} and ${spec.max}.`, 'error');
-          return;
-        }
-        range.value = number.value = String(value);
-        this.change({ [key]: value });
+        const checked = checkSetting(key, raw);
+        const shown = checked.value ?? this.current?.[key] ?? spec.min;
+        range.value = number.value = String(shown);
+        setFieldError([number, range], checked.error ?? null);
+        if (checked.value !== undefined) this.change({ [key]: checked.value });
       };
       range.addEventListener('input', () => commit(range.value));
       number.addEventListener('change', () => commit(number.value));
@@ -142,8 +156,8 @@ export class Settings {
     };
 
     panel.body.append(
-      h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect)),
-      h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The LLM model id, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
+      h('section', { class: 'form-section' }, h('h3', null, 'You'), h('p', { class: 'field-hint' }, `The characters call you ${this.userName}. Who you are (name, description) is set under Personas.`), field('Theme', themeSelect), latency.toggle()),
+      h('section', { class: 'form-section' }, h('h3', null, 'Model'), field('Model', modelInput, 'The language model to talk with, by its name on the server, e.g. meta-llama/llama-3.1-8b-instruct.'), h('div', { class: 'sliders' }, sliders.map((s) => s.el)), reset),
     );
     this.panel = { panel, refresh };
     refresh();

@@ -1,29 +1,9 @@
 // Shared pieces of UI: toasts (errors and notices in plain words), modal panels built on
 // <dialog>, and a confirmation dialog (deleting asks first).
 import { h, icon, iconButton } from './dom.ts';
+import { raiseToasts } from './toast.ts';
 
-let toastHost: HTMLElement | undefined;
-
-export type ToastKind = 'error' | 'info' | 'success';
-
-/** Shows a message in the corner for a while (errors stay longer); returns the element. */
-export function toast(message: string, kind: ToastKind = 'info', title?: string): HTMLElement {
-  if (!toastHost) {
-    toastHost = h('div', { class: 'toasts', attrs: { 'aria-live': 'polite', role: 'status' } });
-    document.body.appendChild(toastHost);
-  }
-  const close = () => el.remove();
-  const el = h(
-    'div',
-    { class: `toast toast-${kind}`, attrs: { role: kind === 'error' ? 'alert' : 'status' } },
-    h('div', { class: 'toast-body' }, title ? h('strong', { class: 'toast-title' }, title) : null, h('span', { class: 'toast-text' }, message)),
-    iconButton('close', 'Dismiss', close, 'toast-close'),
-  );
-  toastHost.appendChild(el);
-  while (toastHost.children.length > 5) toastHost.firstElementChild?.remove();
-  window.setTimeout(close, kind === 'error' ? 10_000 : 4_000);
-  return el;
-}
+export { toast, type ToastKind } from './toast.ts';
 
 export interface Panel {
   dialog: HTMLDialogElement;
@@ -41,6 +21,7 @@ export function openPanel(title: string, className: string, onClose?: () => void
     body,
   );
   dialog.addEventListener('close', () => {
+    raiseToasts(dialog); // the toasts leave with the panel's close, not with it
     dialog.remove();
     onClose?.();
   });
@@ -49,6 +30,7 @@ export function openPanel(title: string, className: string, onClose?: () => void
   });
   document.body.appendChild(dialog);
   dialog.showModal();
+  raiseToasts(); // a panel opened over a toast must not hide it
   return { dialog, body, close: () => dialog.close() };
 }
 
@@ -65,11 +47,13 @@ export function confirmDialog(question: string, confirmLabel = 'Delete'): Promis
       dialog.close();
     };
     dialog.addEventListener('close', () => {
+      raiseToasts(dialog);
       dialog.remove();
       resolve(answer);
     });
     document.body.appendChild(dialog);
     dialog.showModal();
+    raiseToasts();
   });
 }
 
