@@ -242,6 +242,15 @@ describe('WORKERS=2', () => {
     const health = await healthz(server.port);
     assert.equal(health.body.database.kind, 'embedded');
 
+    // And pushed, without asking: the new (active) character joins the default cast of the other
+    // process's session (the database process relays LISTEN/NOTIFY between them).
+    const pushed = await second.client.waitFor(
+      (f) => f.type === 'active_characters_data' && f.data.some((c: { name: string }) => c.name === 'Across Processes'),
+      'the new cast pushed to the other process',
+      10_000,
+    );
+    assert.ok(pushed);
+
     await first.client.close();
     await second.client.close();
     server.child.kill('SIGTERM');
