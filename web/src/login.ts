@@ -35,7 +35,7 @@ function askForToken(): Promise<void> {
       'form',
       { class: 'login-form', method: 'dialog' },
       h('h2', { id: 'login-title' }, 'Access token'),
-      h('p', { class: 'login-text' }, 'This Chorus server needs its access token (AUTH_TOKEN). This browser remembers it after you enter it once.'),
+      h('p', { class: 'login-text' }, 'This Chorus server asks for an access token: the one its administrator gave you. This browser remembers it after you enter it once.'),
       field('Token', input),
       error,
       h('div', { class: 'confirm-actions' }, submit),
@@ -78,5 +78,5 @@ async function sendToken(token: string): Promise<string | undefined> {
   if (response.status === 401) return 'That is not the right token.';
   const body: unknown = await response.json().catch(() => undefined);
   const reason = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined;
-  return typeof reason === 'string' ? reason : `The server answered HTTP ${response.status}.`;
+  return typeof reason === 'string' ? reason : 'The server could not check the token just now. Try again in a moment.';
 }
