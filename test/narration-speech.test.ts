@@ -1,6 +1,6 @@
 // Narration over a real socket: a character set (over the WebSocket) to `narrated` speaks its
 // dialogue in its own voice and its actions and unquoted text in its narrator voice, one speech
-// request per part in the reply's order; no URL or code reaches the TTS; the text the client
+// request per part (the client plays them in the reply's order); no URL or code reaches the TTS; the text the client
 // sees is the reply unchanged; an interrupt keeps the text up to the part being heard.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -58,13 +58,17 @@ test('narrated: dialogue in the character voice, narration in the narrator voice
     client.send({ type: 'user_message', data: { text: 'Ada?' } });
     await client.next('audio_stream_stop', 20_000);
 
-    const spoken = tts.speech.requests.map((r) => [r.body.voice, r.body.input]);
-    assert.deepEqual(spoken, [
+    // Each part once, in its voice. With synthesis ahead (TTS_LOOKAHEAD) the requests of later
+    // parts run side by side, so the order they reach the server is not theirs: the order the
+    // client plays them in is checked below.
+    const byText = (a: string[], b: string[]) => a[1]!.localeCompare(b[1]!);
+    const spoken = tts.speech.requests.map((r) => [String(r.body.voice), String(r.body.input)]);
+    assert.deepEqual(spoken.sort(byText), [
       ['onyx', 'Ada smiles warmly.'],
       ['nova', 'Hello there, it is good to see you.'],
       ['onyx', 'She points at and types twice.'],
       ['nova', 'Come in!'],
-    ]);
+    ].sort(byText));
     const chunks = client.ofType('text_chunk').filter((c) => !c.data.is_final).map((c) => c.data.text).join('');
     assert.equal(chunks, reply, 'the client sees the reply as written');
     const indexes = client.ofType('audio_chunk').map((c) => c.data.sentence_index);

@@ -230,3 +230,21 @@ async function eventuallyRequest(match: (lastUserMessage: string) => boolean) {
     if (found) return found;
   }
 }
+
+describe('retry', () => {
+  test('regenerate of a reply cut before a word of it was heard (Retry as it starts) answers the user message anew', async () => {
+    const client = await connect();
+    // The reply's speech holds its first byte: nothing of it is heard when the retry comes.
+    engines.speech.enqueue({ firstByteDelayMs: 3000 });
+    engines.chat.enqueue({ tokens: tokenize('Half an answer and then') });
+    client.send({ type: 'user_message', data: { text: 'Ada, tell me something.' } });
+    const first = await client.next('text_stream_stop');
+    engines.chat.enqueue({ tokens: tokenize('A whole answer this time.') });
+    client.send({ type: 'regenerate', data: { message_id: first.data.message_id } });
+    const answer = await client.waitFor((f) => f.type === 'error' || (f.type === 'text_stream_stop' && f.data.text !== first.data.text), 'the new reply (or an error)', 10_000);
+    assert.equal(answer.type, 'text_stream_stop', JSON.stringify(answer));
+    assert.ok(answer.type === 'text_stream_stop');
+    assert.equal(answer.data.text, 'A whole answer this time.');
+    assert.equal(answer.data.character_name, 'Ada');
+  });
+});

@@ -100,6 +100,8 @@ export class ChatLLM {
   lorebooks: readonly unknown[] = [];
   /** Lorebooks by name that cast members link (`extensions.world`), not among the attached ones. */
   worlds: ReadonlyMap<string, unknown> = new Map();
+  /** The last reply cut before a word of it was heard: never stored, so a regenerate of it answers anew. */
+  lastUnheard: string | undefined;
 
   constructor(
     private readonly llm: Llm,

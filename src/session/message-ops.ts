@@ -68,7 +68,11 @@ export class MessageOps {
         await this.deps.settled(); // a reply still playing is committed first: the history is final
         const history = this.deps.chat.history;
         const last = history.at(-1);
-        if (messageId === undefined && last?.role === 'user') {
+        // No id (a failed reply that was never stored), or the reply was cut before a word of it was
+        // heard (Retry pressed as it started: stopping it above left nothing to store): new
+        // replies to the user's message.
+        const unheard = messageId !== undefined && messageId === this.deps.chat.lastUnheard && !this.find(messageId);
+        if ((messageId === undefined || unheard) && last?.role === 'user') {
           return this.deps.responders(history).map((character) => ({ character, messageId: randomUUID() }));
         }
         const target = messageId === undefined ? last : this.find(messageId);

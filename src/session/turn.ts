@@ -237,6 +237,7 @@ export class ConversationTurn {
       // Nothing was said or heard: no message (as before); it leaves the history too.
       const at = chat.history.indexOf(entry);
       if (at >= 0) chat.history.splice(at, 1);
+      chat.lastUnheard = entry.message_id;
       fill(undefined);
       return;
     }
