@@ -263,7 +263,9 @@ describe('supervision', () => {
     const server = await start({ WORKERS: '2', DATA_DIR: await tempDir() });
     const first = await session(server.wsUrl);
     const second = await sessionOnAnother(server.wsUrl, new Set([first.pid]));
-    const replaced = nextLogLine(server, (l) => l.msg === 'worker is ready');
+    // A worker logs "worker is ready" after the primary's "Chorus is ready": a line of the first two
+    // may still be on its way, so the new one is told by its pid.
+    const replaced = nextLogLine(server, (l) => l.msg === 'worker is ready' && l.pid !== first.pid && l.pid !== second.pid);
     const lost = new Promise<number>((resolve) => first.client.ws.once('close', (code) => resolve(code)));
     process.kill(first.pid, 'SIGKILL');
     await lost;
