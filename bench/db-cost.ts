@@ -10,11 +10,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import { pino } from 'pino';
 import { type Database, openDatabase, openPglite } from '../src/db/client.ts';
 import { startEmbeddedHost } from '../src/db/embedded-host.ts';
 import { Repo } from '../src/db/repo.ts';
+import { runOnServer } from '../test/support/db.ts';
 
 const iterations = Number(process.argv[2] ?? 2000);
 const warmup = Math.max(50, iterations / 10);
@@ -74,7 +74,7 @@ async function main() {
     const url = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
     if (url) {
       const name = `chorus_db_cost_${process.pid}`;
-      await admin(url, `create database ${name}`);
+      await runOnServer(url, `create database ${name}`);
       try {
         const target = new URL(url);
         target.pathname = `/${name}`;
@@ -82,7 +82,7 @@ async function main() {
         results.push(await measure('postgresql server', server));
         await server.close();
       } finally {
-        await admin(url, `drop database if exists ${name}`);
+        await runOnServer(url, `drop database if exists ${name}`);
       }
     }
   } finally {
@@ -92,16 +92,6 @@ async function main() {
   const cell = (f: { median_us: number; p99_us: number; caller_cpu_us: number }) => `${f.median_us} / ${f.p99_us} / ${f.caller_cpu_us}`;
   console.log('| way | select 1 | getCharacter | createMessage |  (µs: median / p99 / caller CPU per call)');
   for (const r of results) console.log(`| ${r.name} | ${cell(r.select_1)} | ${cell(r.get_character)} | ${cell(r.create_message)} |`);
-}
-
-async function admin(url: string, statement: string) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
 }
 
 main().catch((error: unknown) => {

@@ -9,10 +9,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { WebSocket } from 'ws';
 import { startServer, type ServerProcess } from './server.ts';
 import { type Summary, summarize } from './stats.ts';
+import { runOnServer } from '../test/support/db.ts';
 
 export interface PropagationFigures {
   /** REST request sent to process A → the pushed frame received by a client of process B, both kinds. */
@@ -39,7 +39,7 @@ export async function benchPropagation(o: { root: string; baseUrl: string | unde
   const name = `chorus_bench_propagation_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
   const url = new URL(o.baseUrl);
   url.pathname = `/${name}`;
-  await onServer(o.baseUrl, `create database ${name}`);
+  await runOnServer(o.baseUrl, `create database ${name}`);
   const dataDir = await mkdtemp(join(tmpdir(), 'chorus-bench-propagation-'));
   const servers: ServerProcess[] = [];
   try {
@@ -62,7 +62,7 @@ export async function benchPropagation(o: { root: string; baseUrl: string | unde
   } finally {
     for (const s of servers) await s.stop().catch(() => {});
     await rm(dataDir, { recursive: true, force: true });
-    await onServer(o.baseUrl, `drop database if exists ${name} with (force)`).catch(() => {});
+    await runOnServer(o.baseUrl, `drop database if exists ${name} with (force)`).catch(() => {});
   }
 }
 
@@ -123,16 +123,6 @@ async function measure(a: ServerProcess, b: ServerProcess, samples: number): Pro
   } finally {
     client.close();
     caster.close();
-  }
-}
-
-async function onServer(baseUrl: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: baseUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
   }
 }
 

@@ -17,6 +17,7 @@ import { TestClient } from './support/client.ts';
 import { eventually } from './support/eventually.ts';
 import { type EngineServer, startEngineServer, tokenize } from './support/engine-server.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { runOnServer } from './support/db.ts';
 
 const BASE_URL = process.env.TEST_DATABASE_URL;
 const needsPostgres = BASE_URL ? {} : { skip: 'needs PostgreSQL: set TEST_DATABASE_URL' };
@@ -30,17 +31,6 @@ let llm: EngineServer;
 let dataDir: string;
 const servers: ServerProcess[] = [];
 const clients: TestClient[] = [];
-
-/** Runs SQL on the server's maintenance connection (create / drop the database). */
-async function onServer(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: BASE_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 const httpUrl = (server: ServerProcess) => `http://127.0.0.1:${server.port}`;
 
@@ -106,7 +96,7 @@ async function joined(server: ServerProcess, conversationId: string): Promise<Te
 
 describe('several processes on one PostgreSQL', needsPostgres, () => {
   before(async () => {
-    await onServer(`create database ${databaseName}`);
+    await runOnServer(BASE_URL!, `create database ${databaseName}`);
     const url = new URL(BASE_URL!);
     url.pathname = `/${databaseName}`;
     databaseUrl = url.toString();
@@ -132,7 +122,7 @@ describe('several processes on one PostgreSQL', needsPostgres, () => {
     await admin?.end().catch(() => {});
     await llm?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    if (BASE_URL) await onServer(`drop database if exists ${databaseName} with (force)`);
+    if (BASE_URL) await runOnServer(BASE_URL, `drop database if exists ${databaseName} with (force)`);
   });
 
   test('a character change made through one process (REST, then WebSocket CRUD: renamed, switched off) reaches the sessions of the others as their new cast', async () => {

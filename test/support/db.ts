@@ -35,7 +35,7 @@ export async function closeTestDatabases(): Promise<void> {
   pglite = postgres = undefined;
   for (const database of open) if (database) await (await database).close();
   const url = process.env.TEST_DATABASE_URL;
-  if (url && postgresName) await admin(url, `DROP DATABASE IF EXISTS ${postgresName}`);
+  if (url && postgresName) await runOnServer(url, `DROP DATABASE IF EXISTS ${postgresName}`);
   postgresName = undefined;
 }
 
@@ -48,15 +48,15 @@ export async function resetData(database: Database): Promise<void> {
 async function openFreshPostgres(url: string): Promise<Database> {
   const target = new URL(url);
   const name = `${target.pathname.slice(1).replace(/\W/g, '_') || 'test'}_${process.pid}`;
-  await admin(url, `DROP DATABASE IF EXISTS ${name}`);
-  await admin(url, `CREATE DATABASE ${name}`);
+  await runOnServer(url, `DROP DATABASE IF EXISTS ${name}`);
+  await runOnServer(url, `CREATE DATABASE ${name}`);
   postgresName = name;
   target.pathname = `/${name}`;
   return openDatabase({ databaseUrl: target.toString() });
 }
 
-/** Runs one statement on TEST_DATABASE_URL's own database (CREATE/DROP DATABASE cannot run on the one dropped). */
-async function admin(url: string, statement: string): Promise<void> {
+/** Runs one statement on a connection of its own to `url` (CREATE/DROP DATABASE cannot run on the database dropped); the bench uses it too. */
+export async function runOnServer(url: string, statement: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
